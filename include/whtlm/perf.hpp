@@ -1,0 +1,52 @@
+// Measurement helpers shared by `whtlm bench` and the benchmark programs: robust
+// summaries of repeated timings, and the Hadamard-vs-dense sweep.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace whtlm::perf {
+
+// Median, minimum and maximum of repeated measurements.
+struct Summary {
+  double median = 0, min = 0, max = 0;
+};
+Summary summarize(std::vector<double> samples);
+
+// Wall-clock seconds of `iters` calls of f.
+double time_calls(const std::function<void()>& f, std::size_t iters);
+
+// How many calls of f take at least min_seconds (at least 1).
+std::size_t calibrate(const std::function<void()>& f, double min_seconds);
+
+// Peak resident set size of this process so far, in bytes (0 where unknown).
+std::size_t peak_rss_bytes();
+
+struct FwhtSweepOptions {
+  std::vector<std::size_t> sizes{256, 512, 1024, 2048, 4096, 8192};
+  std::vector<std::size_t> rows{1, 8, 4096};
+  int threads = 0;                                   // 0: all available cores
+  int repetitions = 7;                               // medians over this many interleaved rounds
+  double min_seconds = 0.02;                         // each timed sample runs at least this long
+  bool dense = true;                                 // also time the dense projection it replaces
+  std::function<void(const std::string&)> progress;  // one line per finished case
+};
+
+// One (n, rows) case. Times are per call of the whole batch, in nanoseconds.
+struct FwhtSweepRow {
+  std::size_t n = 0, rows = 0;
+  int threads = 0;
+  std::string isa;
+  Summary fwht_ns;    // in-place orthonormal transform
+  Summary fused_ns;   // transform + gamma/beta affine + residual add, one pass
+  Summary memcpy_ns;  // copy of the same rows * n floats to another buffer
+  Summary dense_ns;   // X[rows x n] * W[n x n] accumulated into the residual (sgemm)
+  bool dense_measured = false;
+  double bytes() const { return static_cast<double>(rows * n * sizeof(float)); }
+};
+
+std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& options);
+
+}  // namespace whtlm::perf

@@ -1,0 +1,174 @@
+// Public entry points: argument checks, run-time choice of the kernel family, and
+// the split of a batch across OpenMP threads.
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "hadamard/plan.hpp"
+#include "whtlm/hadamard.hpp"
+
+namespace whtlm {
+namespace {
+
+using hadamard_detail::Plan;
+
+bool cpu_has(Isa isa) {
+#if defined(WHTLM_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  switch (isa) {
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f") != 0;
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+    default:
+      return true;
+  }
+#else
+  return isa == Isa::scalar || isa == Isa::best;
+#endif
+}
+
+Isa widest_available() {
+  if (cpu_has(Isa::avx512)) return Isa::avx512;
+  if (cpu_has(Isa::avx2)) return Isa::avx2;
+  return Isa::scalar;
+}
+
+// WHTLM_ISA=scalar|avx2|avx512 narrows the automatic choice (for benchmarks and for
+// checking a fallback on a machine that has the wider family).
+Isa detect() {
+  const Isa widest = widest_available();
+  const char* env = std::getenv("WHTLM_ISA");
+  if (env == nullptr || *env == '\0') return widest;
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (std::strcmp(env, isa_name(isa)) == 0) {
+      if (!cpu_has(isa))
+        throw std::runtime_error(std::string("WHTLM_ISA=") + env +
+                                 ": this CPU does not support it");
+      return isa;
+    }
+  }
+  throw std::runtime_error(std::string("WHTLM_ISA=") + env + ": expected scalar, avx2 or avx512");
+}
+
+Isa resolve(Isa isa) {
+  if (isa == Isa::best) return detected_isa();
+  if (!cpu_has(isa))
+    throw std::invalid_argument(std::string("instruction set ") + isa_name(isa) +
+                                " is not available on this CPU or in this build");
+  return isa;
+}
+
+void check_rows(const void* p, std::size_t rows, const char* what) {
+  if (p == nullptr && rows > 0)
+    throw std::invalid_argument(std::string("fwht: ") + what + " is null");
+}
+
+// Below this many elements a batch runs on the calling thread: forking costs more
+// than it saves.
+constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
+
+// Calls f(first_row, row_count) over [0, rows), split evenly across the OpenMP
+// team when the batch is large enough.
+template <class F>
+void for_row_chunks(std::size_t rows, std::size_t n, F&& f) {
+  const bool parallel = rows > 1 && rows * n >= kParallelMinElements && omp_get_max_threads() > 1 &&
+                        omp_in_parallel() == 0;
+  if (!parallel) {
+    f(std::size_t{0}, rows);
+    return;
+  }
+#pragma omp parallel
+  {
+    const auto t = static_cast<std::size_t>(omp_get_thread_num());
+    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+    const std::size_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
+    if (hi > lo) f(lo, hi - lo);
+  }
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::best:
+      return "best";
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
+  }
+  return "?";
+}
+
+Isa detected_isa() {
+  static const Isa isa = detect();
+  return isa;
+}
+
+bool isa_available(Isa isa) { return isa == Isa::best || cpu_has(isa); }
+
+void fwht(float* data, std::size_t rows, std::size_t n, float scale, Isa isa) {
+  const Plan plan = hadamard_detail::make_plan(n);
+  check_rows(data, rows, "data");
+  const Isa use = resolve(isa);
+  for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
+    float* x = data + first * n;
+    switch (use) {
+#if defined(WHTLM_HAVE_X86_KERNELS)
+      case Isa::avx512:
+        hadamard_detail::fwht_rows_avx512(x, count, plan, scale);
+        break;
+      case Isa::avx2:
+        hadamard_detail::fwht_rows_avx2(x, count, plan, scale);
+        break;
+#endif
+      default:
+        hadamard_detail::fwht_rows_scalar(x, count, plan, scale);
+        break;
+    }
+  });
+}
+
+void fwht(double* data, std::size_t rows, std::size_t n, double scale) {
+  const Plan plan = hadamard_detail::make_plan(n);
+  check_rows(data, rows, "data");
+  for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
+    hadamard_detail::fwht_rows_scalar(data + first * n, count, plan, scale);
+  });
+}
+
+void fwht_affine_residual(const float* x, float* out, float* resid, const float* gamma,
+                          const float* beta, std::size_t rows, std::size_t n, float scale,
+                          Isa isa) {
+  const Plan plan = hadamard_detail::make_plan(n);
+  check_rows(x, rows, "x");
+  check_rows(resid, rows, "resid");
+  check_rows(gamma, rows, "gamma");
+  const Isa use = resolve(isa);
+  for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
+    const hadamard_detail::AffineResidualArgs a{
+        x + first * n, out != nullptr ? out + first * n : nullptr, resid + first * n, gamma, beta,
+        scale};
+    switch (use) {
+#if defined(WHTLM_HAVE_X86_KERNELS)
+      case Isa::avx512:
+        hadamard_detail::affine_residual_rows_avx512(a, count, plan);
+        break;
+      case Isa::avx2:
+        hadamard_detail::affine_residual_rows_avx2(a, count, plan);
+        break;
+#endif
+      default:
+        hadamard_detail::affine_residual_rows_scalar(a, count, plan);
+        break;
+    }
+  });
+}
+
+}  // namespace whtlm

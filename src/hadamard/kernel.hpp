@@ -1,0 +1,227 @@
+// Internal: the one fast Walsh-Hadamard algorithm, written once over a "vector
+// traits" type and instantiated per instruction-set family (scalar, AVX2, AVX-512),
+// each in its own translation unit compiled for that family.
+//
+// Canonical order of operations (every family performs exactly these, so results
+// are bit-identical across families):
+//   1. For n = K * L: on each of the K contiguous blocks of length L, the Sylvester
+//      stages h = 1, 2, 4, ..., L/2 in that order; stage h maps each pair (a, b) at
+//      offsets (i, i + h), bit h of i clear, to (a + b, a - b).
+//   2. If K > 1: y[a][j] = sum over a' = 0..K-1 of H_K[a][a'] * z[a'][j], summed left
+//      to right, starting from H_K[a][0] * z[0][j] (products by +-1 are exact).
+//   3. Each output multiplied by `scale`, then handed to an epilogue (plain store,
+//      or the fused affine + residual update).
+//
+// Blocking: the first pass loads 2^kBlockLog vectors (W * 2^kBlockLog floats),
+// runs every stage inside that block in registers and stores once. Each later pass
+// runs up to kRadixLog stages on 2^kRadixLog vectors held in registers, so a row of
+// length L is swept 1 + ceil((log2 L - first) / kRadixLog) times, in L1/L2.
+#pragma once
+
+#include <cstddef>
+
+#include "hadamard/plan.hpp"
+
+namespace whtlm::hadamard_detail {
+
+constexpr std::size_t kMaxLength = std::size_t{1} << 15;
+constexpr std::size_t kMaxBaseOrder = 28;
+
+template <class Vt>
+struct Kernel {
+  using T = typename Vt::T;
+  using V = typename Vt::V;
+  static constexpr std::size_t W = Vt::W;
+
+  // Epilogues: what happens to each finished vector v at offset p of a row.
+  struct Store {
+    void operator()(T* out, std::size_t p, V v) const { Vt::store(out + p, v); }
+  };
+  struct StoreScaled {
+    V scale;
+    void operator()(T* out, std::size_t p, V v) const { Vt::store(out + p, Vt::mul(v, scale)); }
+  };
+  // t = scale * v; out[p] = t (if kept); resid[p] += gamma[p] * t + beta[p].
+  template <bool KeepT, bool HasBeta>
+  struct AffineResidual {
+    V scale;
+    const T* gamma;
+    const T* beta;
+    T* resid;
+    void operator()(T* out, std::size_t p, V v) const {
+      const V t = Vt::mul(v, scale);
+      if constexpr (KeepT) Vt::store(out + p, t);
+      V q = Vt::mul(Vt::load(gamma + p), t);
+      if constexpr (HasBeta) q = Vt::add(q, Vt::load(beta + p));
+      Vt::store(resid + p, Vt::add(Vt::load(resid + p), q));
+    }
+  };
+
+  // log2(C) butterfly stages across C registers, register stride 1, 2, 4, ...
+  template <std::size_t C>
+  static inline void network(V (&r)[C]) {
+#pragma GCC unroll 16
+    for (std::size_t s = 1; s < C; s <<= 1) {
+#pragma GCC unroll 32
+      for (std::size_t i = 0; i < C; ++i) {
+        if ((i & s) == 0) {
+          const V a = r[i], b = r[i + s];
+          r[i] = Vt::add(a, b);
+          r[i + s] = Vt::sub(a, b);
+        }
+      }
+    }
+  }
+
+  // Stages h = 1 .. W * C / 2 on each block of C vectors: read from `in`, hand the
+  // results to epi with `out` as the destination row.
+  template <std::size_t C, class Epi>
+  static void first_pass(const T* in, T* out, std::size_t l, const Epi& epi) {
+    for (std::size_t blk = 0; blk < l; blk += C * W) {
+      V r[C];
+#pragma GCC unroll 32
+      for (std::size_t i = 0; i < C; ++i) r[i] = Vt::in_vector(Vt::load(in + blk + i * W));
+      network(r);
+#pragma GCC unroll 32
+      for (std::size_t i = 0; i < C; ++i) epi(out, blk + i * W, r[i]);
+    }
+  }
+
+  // Stages h = h0, 2 h0, ..., h0 * 2^(R-1), in place on x.
+  template <std::size_t R, class Epi>
+  static void radix_pass(T* x, std::size_t l, std::size_t h0, const Epi& epi) {
+    constexpr std::size_t C = std::size_t{1} << R;
+    const std::size_t span = h0 * C;
+    for (std::size_t base = 0; base < l; base += span) {
+      for (std::size_t j = 0; j < h0; j += W) {
+        const T* p = x + base + j;
+        V r[C];
+#pragma GCC unroll 32
+        for (std::size_t c = 0; c < C; ++c) r[c] = Vt::load(p + c * h0);
+        network(r);
+#pragma GCC unroll 32
+        for (std::size_t c = 0; c < C; ++c) epi(x, base + j + c * h0, r[c]);
+      }
+    }
+  }
+
+  template <std::size_t C, class Epi>
+  static void first_pass_n(std::size_t c, const T* in, T* out, std::size_t l, const Epi& epi) {
+    if (c == C) {
+      first_pass<C>(in, out, l, epi);
+    } else if constexpr (C > 1) {
+      first_pass_n<C / 2>(c, in, out, l, epi);
+    }
+  }
+
+  template <std::size_t R, class Epi>
+  static void radix_pass_n(std::size_t r, T* x, std::size_t l, std::size_t h0, const Epi& epi) {
+    if (r == R) {
+      radix_pass<R>(x, l, h0, epi);
+    } else if constexpr (R > 1) {
+      radix_pass_n<R - 1>(r, x, l, h0, epi);
+    }
+  }
+
+  // Stages h = h0 .. l/2 on x in place, up to kRadixLog at a time; `fin` is applied
+  // by the last pass, `Store` by the others.
+  template <class Fin>
+  static void radix_passes(T* x, std::size_t l, std::size_t h, const Fin& fin) {
+    while (h < l) {
+      std::size_t r = 0;
+      while (r < Vt::kRadixLog && (h << (r + 1)) <= l) ++r;
+      if ((h << r) == l) {
+        radix_pass_n<Vt::kRadixLog>(r, x, l, h, fin);
+      } else {
+        radix_pass_n<Vt::kRadixLog>(r, x, l, h, Store{});
+      }
+      h <<= r;
+    }
+  }
+
+  // Rows longer than this many elements are cut into chunks that stay in L1: each
+  // chunk gets all of its stages before the next is touched, then the stages that
+  // span chunks run over the whole row. Stages below the chunk length only combine
+  // elements of one chunk, so the arithmetic is the same as chunk-free order.
+  static constexpr std::size_t kL1Chunk = 4096;
+
+  // Sylvester transform of length l (a power of two, l >= W): in -> out (may alias).
+  // `fin` is applied by the last pass, `Store` by the others.
+  template <class Fin>
+  static void pow2(const T* in, T* out, std::size_t l, const Fin& fin) {
+    if (l > kL1Chunk) {
+      for (std::size_t c = 0; c < l; c += kL1Chunk) pow2(in + c, out + c, kL1Chunk, Store{});
+      radix_passes(out, l, kL1Chunk, fin);
+      return;
+    }
+    constexpr std::size_t kBlock = std::size_t{1} << Vt::kBlockLog;
+    const std::size_t c = l / W < kBlock ? l / W : kBlock;
+    const std::size_t h = c * W;  // the first pass completes every stage below h
+    if (h == l) {
+      first_pass_n<kBlock>(c, in, out, l, fin);
+      return;
+    }
+    first_pass_n<kBlock>(c, in, out, l, Store{});
+    radix_passes(out, l, h, fin);
+  }
+
+  // Step 2 of the canonical order: mix the K blocks of length l with H_K.
+  template <class Fin>
+  static void base_mix(const T* in, T* out, std::size_t k, std::size_t l, const T* hk,
+                       const Fin& fin) {
+    for (std::size_t j = 0; j < l; j += W) {
+      V col[kMaxBaseOrder];
+      for (std::size_t a = 0; a < k; ++a) col[a] = Vt::load(in + a * l + j);
+      for (std::size_t a = 0; a < k; ++a) {
+        const T* h = hk + a * k;
+        V acc = Vt::mul(col[0], Vt::set1(h[0]));
+        for (std::size_t b = 1; b < k; ++b) acc = Vt::fmadd(col[b], Vt::set1(h[b]), acc);
+        fin(out, a * l + j, acc);
+      }
+    }
+  }
+
+  // One row: in -> buf (may alias), the last step applying fin.
+  template <class Fin>
+  static void row(const T* in, T* buf, const Plan& plan, const T* hk, const Fin& fin) {
+    const std::size_t k = plan.k, l = plan.l;
+    if (k == 1) {
+      pow2(in, buf, l, fin);
+      return;
+    }
+    for (std::size_t a = 0; a < k; ++a) pow2(in + a * l, buf + a * l, l, Store{});
+    base_mix(buf, buf, k, l, hk, fin);
+  }
+
+  static void fwht_rows(T* x, std::size_t rows, const Plan& plan, const T* hk, T scale) {
+    const StoreScaled fin{Vt::set1(scale)};
+    for (std::size_t r = 0; r < rows; ++r) {
+      T* p = x + r * plan.n;
+      row(p, p, plan, hk, fin);
+    }
+  }
+
+  template <bool KeepT, bool HasBeta>
+  static void affine_residual_rows_t(const AffineResidualArgs& a, std::size_t rows,
+                                     const Plan& plan) {
+    alignas(64) T scratch[KeepT ? 1 : kMaxLength];
+    const std::size_t n = plan.n;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const AffineResidual<KeepT, HasBeta> fin{Vt::set1(a.scale), a.gamma, a.beta, a.resid + r * n};
+      T* buf = KeepT ? a.out + r * n : scratch;
+      row(a.x + r * n, buf, plan, plan.base->hf.data(), fin);
+    }
+  }
+
+  static void affine_residual_rows(const AffineResidualArgs& a, std::size_t rows,
+                                   const Plan& plan) {
+    if (a.out != nullptr) {
+      if (a.beta != nullptr) return affine_residual_rows_t<true, true>(a, rows, plan);
+      return affine_residual_rows_t<true, false>(a, rows, plan);
+    }
+    if (a.beta != nullptr) return affine_residual_rows_t<false, true>(a, rows, plan);
+    return affine_residual_rows_t<false, false>(a, rows, plan);
+  }
+};
+
+}  // namespace whtlm::hadamard_detail

@@ -1,0 +1,114 @@
+// The Hadamard projection against what it replaces, side by side: the in-place
+// transform, the fused affine + residual variant, a memcpy of the same bytes, and
+// the dense projection X * W through the BLAS. Variants are interleaved in every
+// round (A B C D A B C D ...) so that drift on a shared machine hits all of them.
+#include <omp.h>
+
+#include <cstring>
+#include <random>
+#include <sstream>
+
+#include "whtlm/hadamard.hpp"
+#include "whtlm/matmul.hpp"
+#include "whtlm/perf.hpp"
+#include "whtlm/threads.hpp"
+
+namespace whtlm::perf {
+namespace {
+
+std::vector<float> random_vector(std::size_t count, unsigned seed, float amplitude) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-amplitude, amplitude);
+  std::vector<float> v(count);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// memcpy of `bytes`, split across the OpenMP team like the transform's rows.
+void parallel_copy(float* dst, const float* src, std::size_t count) {
+  const bool parallel = count >= (std::size_t{1} << 15) && omp_get_max_threads() > 1;
+#pragma omp parallel if (parallel)
+  {
+    const auto t = static_cast<std::size_t>(omp_get_thread_num());
+    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+    const std::size_t lo = count * t / nt, hi = count * (t + 1) / nt;
+    std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+  }
+}
+
+}  // namespace
+
+std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : available_cores();
+  set_num_threads(threads);
+  std::vector<FwhtSweepRow> out;
+  for (std::size_t n : o.sizes) {
+    check_hadamard_size(n);
+    const float scale = static_cast<float>(hadamard_orthonormal_scale(n));
+    const auto gamma = random_vector(n, 2, 1.0f), beta = random_vector(n, 3, 0.1f);
+    std::vector<float> w;
+    if (o.dense) w = random_vector(n * n, 4, 1.0f / static_cast<float>(n));
+    for (std::size_t rows : o.rows) {
+      const std::size_t count = rows * n;
+      // The orthonormal transform keeps norms, so repeating it in place neither
+      // overflows nor drifts into denormals.
+      std::vector<float> x = random_vector(count, 1, 1.0f);
+      std::vector<float> resid(count, 0.0f), copy(count);
+      const std::vector<float> src = x;
+
+      struct Variant {
+        std::function<void()> f;
+        std::size_t iters = 0;
+        std::vector<double> samples;
+      };
+      std::vector<Variant> v;
+      const auto add = [&v](std::function<void()> f) { v.push_back(Variant{std::move(f), 0, {}}); };
+      add([&] { fwht(x.data(), rows, n, scale); });
+      add([&] {
+        fwht_affine_residual(src.data(), nullptr, resid.data(), gamma.data(), beta.data(), rows, n,
+                             scale);
+      });
+      add([&] { parallel_copy(copy.data(), src.data(), count); });
+      if (o.dense) {
+        add([&] {
+          sgemm(Trans::no, Trans::no, rows, n, n, 1.0f, src.data(), n, w.data(), n, 1.0f,
+                resid.data(), n);
+        });
+      }
+      for (auto& var : v) var.iters = calibrate(var.f, o.min_seconds);
+      for (int r = 0; r < o.repetitions; ++r) {
+        for (auto& var : v) {
+          // A single call that takes over a second is measured in 3 rounds at most.
+          if (var.iters == 1 && r >= 3 && !var.samples.empty() && var.samples.front() > 1.0)
+            continue;
+          var.samples.push_back(time_calls(var.f, var.iters) / static_cast<double>(var.iters));
+        }
+      }
+      FwhtSweepRow row;
+      row.n = n;
+      row.rows = rows;
+      row.threads = threads;
+      row.isa = isa_name(detected_isa());
+      auto ns = [](std::vector<double> seconds) {
+        for (auto& t : seconds) t *= 1e9;
+        return summarize(std::move(seconds));
+      };
+      row.fwht_ns = ns(v[0].samples);
+      row.fused_ns = ns(v[1].samples);
+      row.memcpy_ns = ns(v[2].samples);
+      if (o.dense) {
+        row.dense_ns = ns(v[3].samples);
+        row.dense_measured = true;
+      }
+      out.push_back(row);
+      if (o.progress) {
+        std::ostringstream line;
+        line << "n=" << n << " rows=" << rows << " threads=" << threads << " done";
+        o.progress(line.str());
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace whtlm::perf

@@ -1,0 +1,24 @@
+// `whtlm info`: what this build and machine offer.
+#include <cstdio>
+
+#include "commands.hpp"
+#include "whtlm/hadamard.hpp"
+#include "whtlm/matmul.hpp"
+#include "whtlm/threads.hpp"
+
+namespace whtlm::cli {
+
+void add_info_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Show the kernels, BLAS and threads this machine uses");
+  cmd->callback([] {
+    std::printf("whtlm %s\n", WHTLM_VERSION);
+    std::printf("hadamard kernels: %s (available:", isa_name(detected_isa()));
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+      if (isa_available(isa)) std::printf(" %s", isa_name(isa));
+    std::printf(")\n");
+    std::printf("blas: %s\n", blas_description().c_str());
+    std::printf("threads: %d (cores available: %d)\n", num_threads(), available_cores());
+  });
+}
+
+}  // namespace whtlm::cli

@@ -1,0 +1,12 @@
+// The subcommands of the `whtlm` program. Each registers itself on the app; its
+// callback parses nothing more and calls the library.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace whtlm::cli {
+
+void add_bench_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+
+}  // namespace whtlm::cli

@@ -1,0 +1,24 @@
+// whtlm: train, run and measure transformer LMs whose attention output projection
+// is a fast Walsh-Hadamard transform. This file only wires up the subcommands.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"whtlm: transformer language models with a Hadamard attention output projection"};
+  app.set_version_flag("--version", WHTLM_VERSION);
+  app.require_subcommand(1);
+  whtlm::cli::add_bench_command(app);
+  whtlm::cli::add_info_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "whtlm: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
