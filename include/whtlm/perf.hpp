@@ -27,10 +27,11 @@ std::size_t peak_rss_bytes();
 struct FwhtSweepOptions {
   std::vector<std::size_t> sizes{256, 512, 1024, 2048, 4096, 8192};
   std::vector<std::size_t> rows{1, 8, 4096};
-  int threads = 0;                                   // 0: all available cores
-  int repetitions = 7;                               // medians over this many interleaved rounds
-  double min_seconds = 0.02;                         // each timed sample runs at least this long
-  bool dense = true;                                 // also time the dense projection it replaces
+  std::vector<double> batch_mib;  // extra cases: as many rows as fill this many MiB
+  int threads = 0;                // 0: all available cores
+  int repetitions = 7;            // medians over this many interleaved rounds
+  double min_seconds = 0.02;      // each timed sample runs at least this long
+  bool dense = true;              // also time the dense projection it replaces
   std::function<void(const std::string&)> progress;  // one line per finished case
 };
 
@@ -39,10 +40,11 @@ struct FwhtSweepRow {
   std::size_t n = 0, rows = 0;
   int threads = 0;
   std::string isa;
-  Summary fwht_ns;    // in-place orthonormal transform
-  Summary fused_ns;   // transform + gamma/beta affine + residual add, one pass
-  Summary memcpy_ns;  // copy of the same rows * n floats to another buffer
-  Summary dense_ns;   // X[rows x n] * W[n x n] accumulated into the residual (sgemm)
+  Summary fwht_ns;     // in-place orthonormal transform
+  Summary fused_ns;    // transform + gamma/beta affine + residual add, one pass
+  Summary memcpy_ns;   // copy of the same rows * n floats to another buffer
+  Summary unfused_ns;  // in-place transform, then a separate affine + residual pass
+  Summary dense_ns;    // X[rows x n] * W[n x n] accumulated into the residual (sgemm)
   bool dense_measured = false;
   double bytes() const { return static_cast<double>(rows * n * sizeof(float)); }
 };

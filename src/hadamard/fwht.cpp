@@ -62,6 +62,25 @@ Isa resolve(Isa isa) {
   return isa;
 }
 
+// The entry points of one kernel family.
+struct Kernels {
+  void (*fwht)(float*, std::size_t, const Plan&, float);
+  void (*affine_residual)(const hadamard_detail::AffineResidualArgs&, std::size_t, const Plan&);
+};
+
+const Kernels& kernels_for(Isa isa) {
+  using namespace hadamard_detail;
+  static constexpr Kernels scalar{fwht_rows_scalar, affine_residual_rows_scalar};
+#if defined(WHTLM_HAVE_X86_KERNELS)
+  static constexpr Kernels avx2{fwht_rows_avx2, affine_residual_rows_avx2};
+  static constexpr Kernels avx512{fwht_rows_avx512, affine_residual_rows_avx512};
+  if (isa == Isa::avx512) return avx512;
+  if (isa == Isa::avx2) return avx2;
+#endif
+  (void)isa;
+  return scalar;
+}
+
 void check_rows(const void* p, std::size_t rows, const char* what) {
   if (p == nullptr && rows > 0)
     throw std::invalid_argument(std::string("fwht: ") + what + " is null");
@@ -70,6 +89,19 @@ void check_rows(const void* p, std::size_t rows, const char* what) {
 // Below this many elements a batch runs on the calling thread: forking costs more
 // than it saves.
 constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
+
+// The parallel half of for_row_chunks, kept out of line so that the common
+// single-thread call carries none of the OpenMP region's set-up.
+using ChunkFn = void (*)(void* ctx, std::size_t first, std::size_t count);
+[[gnu::noinline]] void parallel_row_chunks(std::size_t rows, ChunkFn fn, void* ctx) {
+#pragma omp parallel
+  {
+    const auto t = static_cast<std::size_t>(omp_get_thread_num());
+    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+    const std::size_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
+    if (hi > lo) fn(ctx, lo, hi - lo);
+  }
+}
 
 // Calls f(first_row, row_count) over [0, rows), split evenly across the OpenMP
 // team when the batch is large enough.
@@ -81,13 +113,12 @@ void for_row_chunks(std::size_t rows, std::size_t n, F&& f) {
     f(std::size_t{0}, rows);
     return;
   }
-#pragma omp parallel
-  {
-    const auto t = static_cast<std::size_t>(omp_get_thread_num());
-    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
-    const std::size_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
-    if (hi > lo) f(lo, hi - lo);
-  }
+  parallel_row_chunks(
+      rows,
+      [](void* ctx, std::size_t first, std::size_t count) {
+        (*static_cast<F*>(ctx))(first, count);
+      },
+      &f);
 }
 
 }  // namespace
@@ -116,22 +147,9 @@ bool isa_available(Isa isa) { return isa == Isa::best || cpu_has(isa); }
 void fwht(float* data, std::size_t rows, std::size_t n, float scale, Isa isa) {
   const Plan plan = hadamard_detail::make_plan(n);
   check_rows(data, rows, "data");
-  const Isa use = resolve(isa);
+  const Kernels& k = kernels_for(resolve(isa));
   for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
-    float* x = data + first * n;
-    switch (use) {
-#if defined(WHTLM_HAVE_X86_KERNELS)
-      case Isa::avx512:
-        hadamard_detail::fwht_rows_avx512(x, count, plan, scale);
-        break;
-      case Isa::avx2:
-        hadamard_detail::fwht_rows_avx2(x, count, plan, scale);
-        break;
-#endif
-      default:
-        hadamard_detail::fwht_rows_scalar(x, count, plan, scale);
-        break;
-    }
+    k.fwht(data + first * n, count, plan, scale);
   });
 }
 
@@ -150,24 +168,12 @@ void fwht_affine_residual(const float* x, float* out, float* resid, const float*
   check_rows(x, rows, "x");
   check_rows(resid, rows, "resid");
   check_rows(gamma, rows, "gamma");
-  const Isa use = resolve(isa);
+  const Kernels& k = kernels_for(resolve(isa));
   for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
     const hadamard_detail::AffineResidualArgs a{
         x + first * n, out != nullptr ? out + first * n : nullptr, resid + first * n, gamma, beta,
         scale};
-    switch (use) {
-#if defined(WHTLM_HAVE_X86_KERNELS)
-      case Isa::avx512:
-        hadamard_detail::affine_residual_rows_avx512(a, count, plan);
-        break;
-      case Isa::avx2:
-        hadamard_detail::affine_residual_rows_avx2(a, count, plan);
-        break;
-#endif
-      default:
-        hadamard_detail::affine_residual_rows_scalar(a, count, plan);
-        break;
-    }
+    k.affine_residual(a, count, plan);
   });
 }
 

@@ -4,6 +4,7 @@
 // round (A B C D A B C D ...) so that drift on a shared machine hits all of them.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -24,16 +25,52 @@ std::vector<float> random_vector(std::size_t count, unsigned seed, float amplitu
   return v;
 }
 
-// memcpy of `bytes`, split across the OpenMP team like the transform's rows.
-void parallel_copy(float* dst, const float* src, std::size_t count) {
-  const bool parallel = count >= (std::size_t{1} << 15) && omp_get_max_threads() > 1;
-#pragma omp parallel if (parallel)
+// Runs f(lo, hi) over [0, count) split evenly across the OpenMP team, or on the
+// calling thread when the work is below 2^15 elements (the transform's own
+// threshold).
+template <class F>
+void parallel_ranges(std::size_t count, std::size_t elements, F&& f) {
+  if (elements < (std::size_t{1} << 15) || omp_get_max_threads() == 1) {
+    f(std::size_t{0}, count);
+    return;
+  }
+#pragma omp parallel
   {
     const auto t = static_cast<std::size_t>(omp_get_thread_num());
     const auto nt = static_cast<std::size_t>(omp_get_num_threads());
-    const std::size_t lo = count * t / nt, hi = count * (t + 1) / nt;
-    std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+    f(count * t / nt, count * (t + 1) / nt);
   }
+}
+
+void parallel_copy(float* dst, const float* src, std::size_t count) {
+  parallel_ranges(count, count, [&](std::size_t lo, std::size_t hi) {
+    std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+  });
+}
+
+// The second half of the unfused sequence: resid += gamma * t + beta, t already
+// transformed and scaled.
+void affine_residual_pass(const float* t, float* resid, const float* gamma, const float* beta,
+                          std::size_t rows, std::size_t n) {
+  parallel_ranges(rows, rows * n, [&](std::size_t lo, std::size_t hi) {
+    for (std::size_t r = lo; r < hi; ++r) {
+      const float* tr = t + r * n;
+      float* rr = resid + r * n;
+#pragma omp simd
+      for (std::size_t i = 0; i < n; ++i) rr[i] += gamma[i] * tr[i] + beta[i];
+    }
+  });
+}
+
+// Rows of the cases to run for length n: the explicit counts, then one per
+// batch size in MiB (at least one row).
+std::vector<std::size_t> rows_for(const FwhtSweepOptions& o, std::size_t n) {
+  std::vector<std::size_t> rows = o.rows;
+  for (double mib : o.batch_mib) {
+    const double r = mib * 1024 * 1024 / (static_cast<double>(n) * sizeof(float));
+    rows.push_back(std::max<std::size_t>(1, static_cast<std::size_t>(r)));
+  }
+  return rows;
 }
 
 }  // namespace
@@ -48,7 +85,7 @@ std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& o) {
     const auto gamma = random_vector(n, 2, 1.0f), beta = random_vector(n, 3, 0.1f);
     std::vector<float> w;
     if (o.dense) w = random_vector(n * n, 4, 1.0f / static_cast<float>(n));
-    for (std::size_t rows : o.rows) {
+    for (std::size_t rows : rows_for(o, n)) {
       const std::size_t count = rows * n;
       // The orthonormal transform keeps norms, so repeating it in place neither
       // overflows nor drifts into denormals.
@@ -69,6 +106,10 @@ std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& o) {
                              scale);
       });
       add([&] { parallel_copy(copy.data(), src.data(), count); });
+      add([&] {
+        fwht(x.data(), rows, n, scale);
+        affine_residual_pass(x.data(), resid.data(), gamma.data(), beta.data(), rows, n);
+      });
       if (o.dense) {
         add([&] {
           sgemm(Trans::no, Trans::no, rows, n, n, 1.0f, src.data(), n, w.data(), n, 1.0f,
@@ -96,8 +137,9 @@ std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& o) {
       row.fwht_ns = ns(v[0].samples);
       row.fused_ns = ns(v[1].samples);
       row.memcpy_ns = ns(v[2].samples);
+      row.unfused_ns = ns(v[3].samples);
       if (o.dense) {
-        row.dense_ns = ns(v[3].samples);
+        row.dense_ns = ns(v[4].samples);
         row.dense_measured = true;
       }
       out.push_back(row);
