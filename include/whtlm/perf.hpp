@@ -18,7 +18,8 @@ Summary summarize(std::vector<double> samples);
 // Wall-clock seconds of `iters` calls of f.
 double time_calls(const std::function<void()>& f, std::size_t iters);
 
-// How many calls of f take at least min_seconds (at least 1).
+// How many calls of f take at least min_seconds (at least 1), after one untimed
+// warm-up call.
 std::size_t calibrate(const std::function<void()>& f, double min_seconds);
 
 // Peak resident set size of this process so far, in bytes (0 where unknown).

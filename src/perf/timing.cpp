@@ -27,6 +27,10 @@ double time_calls(const std::function<void()>& f, std::size_t iters) {
 }
 
 std::size_t calibrate(const std::function<void()>& f, double min_seconds) {
+  // One call first, untimed: the first call may pay for one-off work (oneDNN
+  // generates its kernels then, and buffers are first touched), which would make
+  // a single call look long enough to be timed alone.
+  f();
   std::size_t iters = 1;
   for (;;) {
     const double t = time_calls(f, iters);
