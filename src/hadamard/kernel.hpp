@@ -52,24 +52,29 @@ struct Kernel {
   static inline void prefetch(const T* ahead, std::size_t p) {
     if (ahead != nullptr && (p * sizeof(T)) % 64 == 0) __builtin_prefetch(ahead + p, 0, 2);
   }
-  // t = scale * v; out[p] = t (if kept); resid[p] += gamma[p] * t + beta[p].
-  template <bool KeepT, bool HasBeta>
-  struct AffineResidual {
-    V scale;
+  // The affine + residual step on one vector of scaled outputs t at offset p:
+  // resid[p] += gamma[p] * t + beta[p], prefetching the rows `ahead`.
+  template <bool HasBeta>
+  struct Accumulate {
     const T* gamma;
     const T* beta;
     T* resid;
     const T* ahead_x;
     const T* ahead_resid;
-    void operator()(T* out, std::size_t p, V v) const {
+    void operator()(std::size_t p, V t) const {
       prefetch(ahead_x, p);
       prefetch(ahead_resid, p);
-      const V t = Vt::mul(v, scale);
-      if constexpr (KeepT) Vt::store(out + p, t);
       V q = Vt::mul(Vt::load(gamma + p), t);
       if constexpr (HasBeta) q = Vt::add(q, Vt::load(beta + p));
       Vt::store(resid + p, Vt::add(Vt::load(resid + p), q));
     }
+  };
+  // As a final-pass epilogue: t = scale * v, then the step above.
+  template <bool HasBeta>
+  struct ScaleAccumulate {
+    V scale;
+    Accumulate<HasBeta> acc;
+    void operator()(T* /*out*/, std::size_t p, V v) const { acc(p, Vt::mul(v, scale)); }
   };
 
   // log2(C) butterfly stages across C registers, register stride 1, 2, 4, ...
@@ -216,28 +221,46 @@ struct Kernel {
     }
   }
 
+  // The fused step. Two schedules, chosen by measurement (docs/hadamard.md):
+  // - a row that one pass transforms (n <= W * 2^kBlockLog, no K factor), with no
+  //   t to keep: the step runs as that pass's epilogue, t never leaves registers;
+  // - otherwise: the row is transformed (scaled) into `out` or a per-thread
+  //   buffer, still in L1/L2, then one sequential pass applies the step. Running
+  //   the step inside a strided radix pass was slower for longer rows here.
+  // Both give the same bits: t = scale * v is rounded once either way.
   template <bool KeepT, bool HasBeta>
   static void affine_residual_rows_t(const AffineResidualArgs& a, std::size_t rows,
                                      const Plan& plan) {
     const std::size_t n = plan.n;
-    // Where the transform works when the caller keeps no `out`: a per-thread buffer
-    // that grows once to the longest row seen and is then reused, so no call after
-    // the first allocates. (A 128 KiB stack array cost a stack probe per page on
-    // every call, measurable on single rows.)
+    const T* hk = plan.base->hf.data();
+    // Rows of x and resid this far ahead are prefetched while the current row
+    // finishes, so a batch streaming from memory overlaps fetch and work.
+    const std::size_t ahead = std::max<std::size_t>(1, kPrefetchBytes / (n * sizeof(T)));
+    const auto acc_for = [&](std::size_t r) {
+      const bool more = r + ahead < rows;
+      return Accumulate<HasBeta>{a.gamma, a.beta, a.resid + r * n,
+                                 more ? a.x + (r + ahead) * n : nullptr,
+                                 more ? a.resid + (r + ahead) * n : nullptr};
+    };
+    const bool one_pass = !KeepT && plan.k == 1 && plan.l <= (W << Vt::kBlockLog);
+    if (one_pass) {
+      for (std::size_t r = 0; r < rows; ++r) {
+        const ScaleAccumulate<HasBeta> fin{Vt::set1(a.scale), acc_for(r)};
+        row(a.x + r * n, nullptr, plan, hk, fin);
+      }
+      return;
+    }
+    // A per-thread buffer that grows once to the longest row seen and is then
+    // reused: no allocation after the first call. (A 128 KiB stack array cost a
+    // stack probe per page on every call, measurable on single rows.)
     thread_local std::vector<T> scratch_storage;
     if (!KeepT && scratch_storage.size() < n) scratch_storage.resize(n);
-    T* scratch = scratch_storage.data();
-    const std::size_t ahead = std::max<std::size_t>(1, kPrefetchBytes / (n * sizeof(T)));
+    const StoreScaled scaled{Vt::set1(a.scale)};
     for (std::size_t r = 0; r < rows; ++r) {
-      const AffineResidual<KeepT, HasBeta> fin{
-          Vt::set1(a.scale),
-          a.gamma,
-          a.beta,
-          a.resid + r * n,
-          r + ahead < rows ? a.x + (r + ahead) * n : nullptr,
-          r + ahead < rows ? a.resid + (r + ahead) * n : nullptr};
-      T* buf = KeepT ? a.out + r * n : scratch;
-      row(a.x + r * n, buf, plan, plan.base->hf.data(), fin);
+      T* buf = KeepT ? a.out + r * n : scratch_storage.data();
+      row(a.x + r * n, buf, plan, hk, scaled);
+      const Accumulate<HasBeta> acc = acc_for(r);
+      for (std::size_t p = 0; p < n; p += W) acc(p, Vt::load(buf + p));
     }
   }
 
