@@ -5,21 +5,15 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
-#include <random>
 #include <vector>
 
 #include "whtlm/hadamard.hpp"
 #include "whtlm/matmul.hpp"
+#include "whtlm/perf.hpp"
 
 namespace {
 
-std::vector<float> random_vector(std::size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using whtlm::perf::random_uniform;
 
 void set_bytes(benchmark::State& state, std::size_t count) {
   // Each float read once and written once, as for memcpy.
@@ -33,7 +27,7 @@ void BM_Fwht(benchmark::State& state, whtlm::Isa isa) {
     state.SkipWithError("instruction set not available on this CPU");
     return;
   }
-  auto x = random_vector(rows * n, 1);
+  auto x = random_uniform(rows * n, 1);
   const float s = static_cast<float>(whtlm::hadamard_orthonormal_scale(n));
   for (auto _ : state) {
     whtlm::fwht(x.data(), rows, n, s, isa);
@@ -45,8 +39,8 @@ void BM_Fwht(benchmark::State& state, whtlm::Isa isa) {
 void BM_FwhtAffineResidual(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   const auto rows = static_cast<std::size_t>(state.range(1));
-  const auto x = random_vector(rows * n, 1), gamma = random_vector(n, 2),
-             beta = random_vector(n, 3);
+  const auto x = random_uniform(rows * n, 1), gamma = random_uniform(n, 2),
+             beta = random_uniform(n, 3);
   std::vector<float> resid(rows * n, 0.0f);
   const float s = static_cast<float>(whtlm::hadamard_orthonormal_scale(n));
   for (auto _ : state) {
@@ -59,7 +53,7 @@ void BM_FwhtAffineResidual(benchmark::State& state) {
 
 void BM_Memcpy(benchmark::State& state) {
   const auto count = static_cast<std::size_t>(state.range(0) * state.range(1));
-  const auto src = random_vector(count, 1);
+  const auto src = random_uniform(count, 1);
   std::vector<float> dst(count);
   for (auto _ : state) {
     std::memcpy(dst.data(), src.data(), count * sizeof(float));
@@ -72,7 +66,7 @@ void BM_Memcpy(benchmark::State& state) {
 void BM_DenseProjection(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   const auto rows = static_cast<std::size_t>(state.range(1));
-  const auto x = random_vector(rows * n, 1), w = random_vector(n * n, 2);
+  const auto x = random_uniform(rows * n, 1), w = random_uniform(n * n, 2);
   std::vector<float> resid(rows * n, 0.0f);
   for (auto _ : state) {
     whtlm::sgemm(whtlm::Trans::no, whtlm::Trans::no, rows, n, n, 1.0f, x.data(), n, w.data(), n,

@@ -22,6 +22,9 @@ double time_calls(const std::function<void()>& f, std::size_t iters);
 // warm-up call.
 std::size_t calibrate(const std::function<void()>& f, double min_seconds);
 
+// count floats drawn uniformly from [-amplitude, amplitude], seeded (benchmark inputs).
+std::vector<float> random_uniform(std::size_t count, unsigned seed, float amplitude = 1.0f);
+
 // Peak resident set size of this process so far, in bytes (0 where unknown).
 std::size_t peak_rss_bytes();
 

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <random>
 #include <sstream>
 
 #include "whtlm/hadamard.hpp"
@@ -16,14 +15,6 @@
 
 namespace whtlm::perf {
 namespace {
-
-std::vector<float> random_vector(std::size_t count, unsigned seed, float amplitude) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-amplitude, amplitude);
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
 
 // Runs f(lo, hi) over [0, count) split evenly across the OpenMP team, or on the
 // calling thread when the work is below 2^15 elements (the transform's own
@@ -82,14 +73,14 @@ std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& o) {
   for (std::size_t n : o.sizes) {
     check_hadamard_size(n);
     const float scale = static_cast<float>(hadamard_orthonormal_scale(n));
-    const auto gamma = random_vector(n, 2, 1.0f), beta = random_vector(n, 3, 0.1f);
+    const auto gamma = random_uniform(n, 2, 1.0f), beta = random_uniform(n, 3, 0.1f);
     std::vector<float> w;
-    if (o.dense) w = random_vector(n * n, 4, 1.0f / static_cast<float>(n));
+    if (o.dense) w = random_uniform(n * n, 4, 1.0f / static_cast<float>(n));
     for (std::size_t rows : rows_for(o, n)) {
       const std::size_t count = rows * n;
       // The orthonormal transform keeps norms, so repeating it in place neither
       // overflows nor drifts into denormals.
-      std::vector<float> x = random_vector(count, 1, 1.0f);
+      std::vector<float> x = random_uniform(count, 1, 1.0f);
       std::vector<float> resid(count, 0.0f), copy(count);
       const std::vector<float> src = x;
 

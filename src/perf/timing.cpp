@@ -1,8 +1,9 @@
-// Timing and resource helpers for benchmarks.
+// Timing, input and resource helpers for benchmarks.
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 
 #include "whtlm/perf.hpp"
 
@@ -39,6 +40,14 @@ std::size_t calibrate(const std::function<void()>& f, double min_seconds) {
     const double grow = t > 0 ? std::min(100.0, 1.2 * min_seconds / t) : 100.0;
     iters = std::max(iters + 1, static_cast<std::size_t>(static_cast<double>(iters) * grow));
   }
+}
+
+std::vector<float> random_uniform(std::size_t count, unsigned seed, float amplitude) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-amplitude, amplitude);
+  std::vector<float> v(count);
+  for (auto& x : v) x = dist(rng);
+  return v;
 }
 
 std::size_t peak_rss_bytes() {
