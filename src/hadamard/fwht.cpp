@@ -1,12 +1,11 @@
 // Public entry points: argument checks, run-time choice of the kernel family, and
-// the split of a batch across OpenMP threads.
-#include <omp.h>
-
+// the split of a batch across the OpenMP team by rows.
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "backend/cpu/parallel.hpp"
 #include "hadamard/plan.hpp"
 #include "whtlm/hadamard.hpp"
 
@@ -86,41 +85,6 @@ void check_rows(const void* p, std::size_t rows, const char* what) {
     throw std::invalid_argument(std::string("fwht: ") + what + " is null");
 }
 
-// Below this many elements a batch runs on the calling thread: forking costs more
-// than it saves.
-constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
-
-// The parallel half of for_row_chunks, kept out of line so that the common
-// single-thread call carries none of the OpenMP region's set-up.
-using ChunkFn = void (*)(void* ctx, std::size_t first, std::size_t count);
-[[gnu::noinline]] void parallel_row_chunks(std::size_t rows, ChunkFn fn, void* ctx) {
-#pragma omp parallel
-  {
-    const auto t = static_cast<std::size_t>(omp_get_thread_num());
-    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
-    const std::size_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
-    if (hi > lo) fn(ctx, lo, hi - lo);
-  }
-}
-
-// Calls f(first_row, row_count) over [0, rows), split evenly across the OpenMP
-// team when the batch is large enough.
-template <class F>
-void for_row_chunks(std::size_t rows, std::size_t n, F&& f) {
-  const bool parallel = rows > 1 && rows * n >= kParallelMinElements && omp_get_max_threads() > 1 &&
-                        omp_in_parallel() == 0;
-  if (!parallel) {
-    f(std::size_t{0}, rows);
-    return;
-  }
-  parallel_row_chunks(
-      rows,
-      [](void* ctx, std::size_t first, std::size_t count) {
-        (*static_cast<F*>(ctx))(first, count);
-      },
-      &f);
-}
-
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -148,7 +112,7 @@ void fwht(float* data, std::size_t rows, std::size_t n, float scale, Isa isa) {
   const Plan plan = hadamard_detail::make_plan(n);
   check_rows(data, rows, "data");
   const Kernels& k = kernels_for(resolve(isa));
-  for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
+  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
     k.fwht(data + first * n, count, plan, scale);
   });
 }
@@ -156,7 +120,7 @@ void fwht(float* data, std::size_t rows, std::size_t n, float scale, Isa isa) {
 void fwht(double* data, std::size_t rows, std::size_t n, double scale) {
   const Plan plan = hadamard_detail::make_plan(n);
   check_rows(data, rows, "data");
-  for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
+  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
     hadamard_detail::fwht_rows_scalar(data + first * n, count, plan, scale);
   });
 }
@@ -169,7 +133,7 @@ void fwht_affine_residual(const float* x, float* out, float* resid, const float*
   check_rows(resid, rows, "resid");
   check_rows(gamma, rows, "gamma");
   const Kernels& k = kernels_for(resolve(isa));
-  for_row_chunks(rows, n, [&](std::size_t first, std::size_t count) {
+  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
     const hadamard_detail::AffineResidualArgs a{
         x + first * n, out != nullptr ? out + first * n : nullptr, resid + first * n, gamma, beta,
         scale};

@@ -2,12 +2,11 @@
 // transform, the fused affine + residual variant, a memcpy of the same bytes, and
 // the dense projection X * W through the BLAS. Variants are interleaved in every
 // round (A B C D A B C D ...) so that drift on a shared machine hits all of them.
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <sstream>
 
+#include "backend/cpu/parallel.hpp"
 #include "whtlm/hadamard.hpp"
 #include "whtlm/matmul.hpp"
 #include "whtlm/perf.hpp"
@@ -16,26 +15,10 @@
 namespace whtlm::perf {
 namespace {
 
-// Runs f(lo, hi) over [0, count) split evenly across the OpenMP team, or on the
-// calling thread when the work is below 2^15 elements (the transform's own
-// threshold).
-template <class F>
-void parallel_ranges(std::size_t count, std::size_t elements, F&& f) {
-  if (elements < (std::size_t{1} << 15) || omp_get_max_threads() == 1) {
-    f(std::size_t{0}, count);
-    return;
-  }
-#pragma omp parallel
-  {
-    const auto t = static_cast<std::size_t>(omp_get_thread_num());
-    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
-    f(count * t / nt, count * (t + 1) / nt);
-  }
-}
-
+// memcpy split across the OpenMP team like the transform's rows.
 void parallel_copy(float* dst, const float* src, std::size_t count) {
-  parallel_ranges(count, count, [&](std::size_t lo, std::size_t hi) {
-    std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+  backend::cpu::parallel_ranges(count, count, [&](std::size_t first, std::size_t len) {
+    std::memcpy(dst + first, src + first, len * sizeof(float));
   });
 }
 
@@ -43,8 +26,8 @@ void parallel_copy(float* dst, const float* src, std::size_t count) {
 // transformed and scaled.
 void affine_residual_pass(const float* t, float* resid, const float* gamma, const float* beta,
                           std::size_t rows, std::size_t n) {
-  parallel_ranges(rows, rows * n, [&](std::size_t lo, std::size_t hi) {
-    for (std::size_t r = lo; r < hi; ++r) {
+  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t len) {
+    for (std::size_t r = first; r < first + len; ++r) {
       const float* tr = t + r * n;
       float* rr = resid + r * n;
 #pragma omp simd
