@@ -40,5 +40,13 @@ for key in '"n":768' '"rows":3' '"threads":1' '"fwht_ns":{' '"fused_ns":{' '"mem
 done
 grep -q "768" "$tmp/table"; check "table lists n=768" $?
 
+"$whtlm" bench fwht --sizes 256 --rows 2 --threads 1 --reps 1 --min-time 0.0005 --json - \
+  >"$tmp/stdout" 2>/dev/null
+[ "$(wc -l <"$tmp/stdout")" -eq 1 ] && ! grep -qv '^{' "$tmp/stdout"
+check "--json - leaves only JSON on stdout" $?
+
+"$whtlm" bench fwht --min-time 0 >/dev/null 2>"$tmp/err"
+[ $? -ne 0 ] && grep -q -- "--min-time" "$tmp/err"; check "non-positive --min-time refused" $?
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

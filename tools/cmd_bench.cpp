@@ -37,6 +37,7 @@ void run_fwht(const FwhtArgs& a) {
   for (double mib : a.sweep.batch_mib)
     if (!(mib > 0)) throw std::invalid_argument("--batch-mib: sizes must be positive");
   if (a.sweep.repetitions < 1) throw std::invalid_argument("--reps must be at least 1");
+  if (!(a.sweep.min_seconds > 0)) throw std::invalid_argument("--min-time must be positive");
 
   std::unique_ptr<std::ofstream> file;
   std::ostream* json = nullptr;
@@ -102,8 +103,11 @@ void run_fwht(const FwhtArgs& a) {
       }
     }
   }
-  t.print(stdout);
-  std::printf(
+  // With JSON on stdout the table goes to stderr, so stdout stays parseable.
+  std::FILE* out = json == &std::cout ? stderr : stdout;
+  t.print(out);
+  std::fprintf(
+      out,
       "fwht: in-place orthonormal transform. fused: transform + gamma/beta + residual add in one "
       "pass\n(x read, residual read and written). unfused: the transform, then a separate "
       "affine + residual pass.\ndense: X[rows x n] * W[n x n] accumulated into the residual by "

@@ -17,8 +17,8 @@ inline constexpr std::size_t kParallelMinWork = std::size_t{1} << 15;
 // one thread and no enclosing parallel region; otherwise once, on this thread.
 template <class F>
 void parallel_ranges(std::size_t items, std::size_t work, F&& f) {
-  const bool parallel = items > 1 && work >= kParallelMinWork && omp_get_max_threads() > 1 &&
-                        omp_in_parallel() == 0;
+  const bool parallel =
+      items > 1 && work >= kParallelMinWork && omp_get_max_threads() > 1 && omp_in_parallel() == 0;
   if (!parallel) {
     f(std::size_t{0}, items);
     return;
