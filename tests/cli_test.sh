@@ -48,5 +48,9 @@ check "--json - leaves only JSON on stdout" $?
 "$whtlm" bench fwht --min-time 0 >/dev/null 2>"$tmp/err"
 [ $? -ne 0 ] && grep -q -- "--min-time" "$tmp/err"; check "non-positive --min-time refused" $?
 
+"$whtlm" bench fwht --threads 0 >/dev/null 2>"$tmp/err"
+[ $? -ne 0 ] && grep -q -- "--threads" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ]
+check "--threads 0 refused before any work" $?
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -38,6 +38,8 @@ void run_fwht(const FwhtArgs& a) {
     if (!(mib > 0)) throw std::invalid_argument("--batch-mib: sizes must be positive");
   if (a.sweep.repetitions < 1) throw std::invalid_argument("--reps must be at least 1");
   if (!(a.sweep.min_seconds > 0)) throw std::invalid_argument("--min-time must be positive");
+  for (int th : a.threads)
+    if (th < 1) throw std::invalid_argument("--threads: counts must be at least 1");
 
   std::unique_ptr<std::ofstream> file;
   std::ostream* json = nullptr;
@@ -63,7 +65,6 @@ void run_fwht(const FwhtArgs& a) {
   std::vector<int> threads = a.threads;
   if (threads.empty()) threads.push_back(available_cores());
   for (int th : threads) {
-    if (th < 1) throw std::invalid_argument("--threads: counts must be at least 1");
     perf::FwhtSweepOptions o = a.sweep;
     o.threads = th;
     o.dense = !a.no_dense;
