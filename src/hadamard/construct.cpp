@@ -175,8 +175,17 @@ Plan make_plan(std::size_t n) {
     Base b;
     b.k = k;
     b.h = build_base(k);
-    b.hf.assign(b.h.begin(), b.h.end());
-    b.hd.assign(b.h.begin(), b.h.end());
+    b.minority.assign(k * k, 0);
+    for (std::size_t a = 0; a < k; ++a) {
+      std::size_t plus = 0;
+      for (std::size_t c = 0; c < k; ++c) plus += b.h[a * k + c] > 0 ? 1 : 0;
+      const int s = 2 * plus <= k ? 1 : -1;  // the less frequent sign of row a
+      std::uint8_t m = 0;
+      for (std::size_t c = 0; c < k; ++c)
+        if (b.h[a * k + c] == s) b.minority[a * k + m++] = static_cast<std::uint8_t>(c);
+      b.count.push_back(m);
+      b.sign.push_back(s);
+    }
     return b;
   };
   static const Base bases[] = {make(1), make(12), make(20), make(28)};

@@ -38,7 +38,7 @@ struct Avx2 {
 
 void fwht_rows_avx2(float* x, std::size_t rows, const Plan& plan, float scale) {
   if (plan.l < Avx2::W) return fwht_rows_scalar(x, rows, plan, scale);
-  Kernel<Avx2>::fwht_rows(x, rows, plan, plan.base->hf.data(), scale);
+  Kernel<Avx2>::fwht_rows(x, rows, plan, scale);
 }
 
 void affine_residual_rows_avx2(const AffineResidualArgs& a, std::size_t rows, const Plan& plan) {

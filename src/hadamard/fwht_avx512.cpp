@@ -42,7 +42,7 @@ struct Avx512 {
 
 void fwht_rows_avx512(float* x, std::size_t rows, const Plan& plan, float scale) {
   if (plan.l < Avx512::W) return fwht_rows_scalar(x, rows, plan, scale);
-  Kernel<Avx512>::fwht_rows(x, rows, plan, plan.base->hf.data(), scale);
+  Kernel<Avx512>::fwht_rows(x, rows, plan, scale);
 }
 
 void affine_residual_rows_avx512(const AffineResidualArgs& a, std::size_t rows, const Plan& plan) {

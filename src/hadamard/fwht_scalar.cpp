@@ -27,11 +27,11 @@ struct Scalar {
 }  // namespace
 
 void fwht_rows_scalar(float* x, std::size_t rows, const Plan& plan, float scale) {
-  Kernel<Scalar<float>>::fwht_rows(x, rows, plan, plan.base->hf.data(), scale);
+  Kernel<Scalar<float>>::fwht_rows(x, rows, plan, scale);
 }
 
 void fwht_rows_scalar(double* x, std::size_t rows, const Plan& plan, double scale) {
-  Kernel<Scalar<double>>::fwht_rows(x, rows, plan, plan.base->hd.data(), scale);
+  Kernel<Scalar<double>>::fwht_rows(x, rows, plan, scale);
 }
 
 void affine_residual_rows_scalar(const AffineResidualArgs& a, std::size_t rows, const Plan& plan) {

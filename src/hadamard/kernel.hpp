@@ -7,8 +7,10 @@
 //   1. For n = K * L: on each of the K contiguous blocks of length L, the Sylvester
 //      stages h = 1, 2, 4, ..., L/2 in that order; stage h maps each pair (a, b) at
 //      offsets (i, i + h), bit h of i clear, to (a + b, a - b).
-//   2. If K > 1: y[a][j] = sum over a' = 0..K-1 of H_K[a][a'] * z[a'][j], summed left
-//      to right, starting from H_K[a][0] * z[0][j] (products by +-1 are exact).
+//   2. If K > 1: with T[j] = z[0][j] + ... + z[K-1][j] summed left to right, and
+//      S_a[j] = 0 + the z[a'][j] where row a of H_K has its less frequent sign, in
+//      increasing a': y[a][j] = fma(S_a, +2, -T) or fma(S_a, -2, T) by that sign
+//      (the product by +-2 is exact, so the FMA rounds once, as a*b + c does).
 //   3. Each output multiplied by `scale`, then handed to an epilogue (plain store,
 //      or the fused affine + residual update).
 //
@@ -20,6 +22,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "hadamard/plan.hpp"
@@ -178,39 +181,47 @@ struct Kernel {
     radix_passes(out, l, h, fin);
   }
 
-  // Step 2 of the canonical order: mix the K blocks of length l with H_K.
+  // Step 2 of the canonical order: mix the K blocks of length l with H_K, each
+  // output as +-(2 S_a - T) (see Base in plan.hpp).
   template <class Fin>
-  static void base_mix(const T* in, T* out, std::size_t k, std::size_t l, const T* hk,
-                       const Fin& fin) {
+  static void base_mix(const T* in, T* out, std::size_t l, const Base& base, const Fin& fin) {
+    const std::size_t k = base.k;
+    const V zero = Vt::set1(T(0));
     for (std::size_t j = 0; j < l; j += W) {
       V col[kMaxBaseOrder];
       for (std::size_t a = 0; a < k; ++a) col[a] = Vt::load(in + a * l + j);
+      V total = col[0];
+      for (std::size_t a = 1; a < k; ++a) total = Vt::add(total, col[a]);
+      const V neg_total = Vt::sub(zero, total);
       for (std::size_t a = 0; a < k; ++a) {
-        const T* h = hk + a * k;
-        V acc = Vt::mul(col[0], Vt::set1(h[0]));
-        for (std::size_t b = 1; b < k; ++b) acc = Vt::fmadd(col[b], Vt::set1(h[b]), acc);
-        fin(out, a * l + j, acc);
+        const std::uint8_t* m = base.minority.data() + a * k;
+        V s = zero;
+        for (std::size_t i = 0; i < base.count[a]; ++i) s = Vt::add(s, col[m[i]]);
+        // 2 * s is exact, so the FMA rounds once, like the scalar a * b + c.
+        const V y = base.sign[a] > 0 ? Vt::fmadd(s, Vt::set1(T(2)), neg_total)
+                                     : Vt::fmadd(s, Vt::set1(T(-2)), total);
+        fin(out, a * l + j, y);
       }
     }
   }
 
   // One row: in -> buf (may alias), the last step applying fin.
   template <class Fin>
-  static void row(const T* in, T* buf, const Plan& plan, const T* hk, const Fin& fin) {
+  static void row(const T* in, T* buf, const Plan& plan, const Fin& fin) {
     const std::size_t k = plan.k, l = plan.l;
     if (k == 1) {
       pow2(in, buf, l, fin);
       return;
     }
     for (std::size_t a = 0; a < k; ++a) pow2(in + a * l, buf + a * l, l, Store{});
-    base_mix(buf, buf, k, l, hk, fin);
+    base_mix(buf, buf, l, *plan.base, fin);
   }
 
-  static void fwht_rows(T* x, std::size_t rows, const Plan& plan, const T* hk, T scale) {
+  static void fwht_rows(T* x, std::size_t rows, const Plan& plan, T scale) {
     const StoreScaled fin{Vt::set1(scale)};
     for (std::size_t r = 0; r < rows; ++r) {
       T* p = x + r * plan.n;
-      row(p, p, plan, hk, fin);
+      row(p, p, plan, fin);
     }
   }
 
@@ -225,7 +236,6 @@ struct Kernel {
   static void affine_residual_rows_t(const AffineResidualArgs& a, std::size_t rows,
                                      const Plan& plan) {
     const std::size_t n = plan.n;
-    const T* hk = plan.base->hf.data();
     // Long rows take several sweeps each, during which the hardware prefetcher
     // goes idle; for them the accumulate pass prefetches the next row's x and
     // resid (measured out of cache: n = 2048 about 1.4x faster, n = 8192 about
@@ -243,7 +253,7 @@ struct Kernel {
     if (one_pass) {
       for (std::size_t r = 0; r < rows; ++r) {
         const ScaleAccumulate<HasBeta> fin{Vt::set1(a.scale), acc_for(r)};
-        row(a.x + r * n, nullptr, plan, hk, fin);
+        row(a.x + r * n, nullptr, plan, fin);
       }
       return;
     }
@@ -254,7 +264,7 @@ struct Kernel {
     const StoreScaled scaled{Vt::set1(a.scale)};
     for (std::size_t r = 0; r < rows; ++r) {
       T* buf = KeepT ? a.out + r * n : scratch_storage.data();
-      row(a.x + r * n, buf, plan, hk, scaled);
+      row(a.x + r * n, buf, plan, scaled);
       const Accumulate<HasBeta> acc = acc_for(r);
       for (std::size_t p = 0; p < n; p += W) acc(p, Vt::load(buf + p));
     }

@@ -3,17 +3,23 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace whtlm::hadamard_detail {
 
-// A Hadamard matrix of order k in {1, 12, 20, 28}, as ints and as the +-1 factors
-// the kernels multiply by.
+// A Hadamard matrix of order k in {1, 12, 20, 28}, and each row in the form the
+// kernels use. With T the sum of all k inputs and S_a the sum of the inputs where
+// row a has its less frequent sign, output a is
+//   2 S_a - T   when that sign is +1 (sign[a] = +1),
+//   T - 2 S_a   when it is -1       (sign[a] = -1),
+// at most k/2 additions per output instead of k - 1.
 struct Base {
   std::size_t k = 1;
-  std::vector<int> h;
-  std::vector<float> hf;
-  std::vector<double> hd;
+  std::vector<int> h;                  // k x k, row-major, entries +1/-1
+  std::vector<std::uint8_t> minority;  // k x k: row a's first count[a] columns used
+  std::vector<std::uint8_t> count;
+  std::vector<int> sign;
 };
 
 // n = k * l with l a power of two; base points to static storage.
