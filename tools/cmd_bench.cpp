@@ -109,8 +109,9 @@ void run_fwht(const FwhtArgs& a) {
   t.print(out);
   std::fprintf(
       out,
-      "fwht: in-place orthonormal transform. fused: transform + gamma/beta + residual add in one "
-      "pass\n(x read, residual read and written). unfused: the transform, then a separate "
+      "fwht: in-place orthonormal transform. fused: transform + gamma/beta + residual add, one "
+      "pass over memory\n(x read, residual read and written). unfused: the transform, then a "
+      "separate "
       "affine + residual pass.\ndense: X[rows x n] * W[n x n] accumulated into the residual by "
       "sgemm, the projection the transform\nreplaces; dense/fused is how many times slower it "
       "is.\n");
