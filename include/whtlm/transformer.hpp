@@ -1,0 +1,74 @@
+// The running model: parameters, gradients and activations in planned buffers, a
+// forward pass over a batch of token sequences and its explicit backward pass.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "whtlm/model.hpp"
+
+namespace whtlm {
+
+// A zero-initialised float array aligned to 64 bytes.
+class FloatBuffer {
+ public:
+  FloatBuffer() = default;
+  explicit FloatBuffer(std::size_t n);
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  std::span<float> span() { return {data_.get(), size_}; }
+  std::span<const float> span() const { return {data_.get(), size_}; }
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], Free> data_;
+  std::size_t size_ = 0;
+};
+
+// Floats of activation memory a training step at (batch, seq) needs: everything
+// the forward pass keeps for the backward pass, plus the backward's scratch.
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq);
+
+class Transformer {
+ public:
+  explicit Transformer(const ModelConfig& config);
+  ~Transformer();
+  Transformer(const Transformer&) = delete;
+  Transformer& operator=(const Transformer&) = delete;
+
+  const ModelConfig& config() const;
+  const ParamLayout& layout() const;
+  std::span<float> params();
+  std::span<const float> params() const;
+  std::span<float> grads();
+
+  // GPT-2's initialisation (see TensorInit), seeded; padding stays zero.
+  void init_weights(std::uint64_t seed);
+  void zero_grads();
+
+  // Sizes the activation arena for up to batch x seq tokens (done by forward when
+  // needed; call it first to allocate outside a timed region).
+  void reserve(int batch, int seq);
+  std::size_t activation_bytes() const;
+
+  // tokens, targets: [batch, seq]. Returns the mean cross-entropy over all positions
+  // (targets may be nullptr: logits only, returns 0). Token ids outside the
+  // vocabulary throw std::out_of_range naming the position.
+  double forward(const std::int32_t* tokens, const std::int32_t* targets, int batch, int seq);
+  // The logits of the last forward, [batch * seq, vocab]; backward overwrites them.
+  std::span<const float> logits() const;
+  // Gradients of loss_scale * (mean loss of the last forward) with respect to every
+  // parameter, added into grads(). The last forward must have had targets.
+  void backward(float loss_scale = 1.0f);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace whtlm

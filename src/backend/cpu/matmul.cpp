@@ -1,0 +1,107 @@
+// Matrix products and the linear layer built on them, with the small helpers
+// (column sums, adds) that bias gradients and residuals need.
+#include <cstring>
+
+#include "backend/cpu/parallel.hpp"
+#include "backend/ops.hpp"
+
+namespace whtlm::backend {
+namespace {
+
+template <class T>
+T at(const T* m, std::size_t ld, bool trans, std::size_t i, std::size_t j) {
+  return trans ? m[j * ld + i] : m[i * ld + j];
+}
+
+}  // namespace
+
+template <>
+void gemm<float>(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+                 const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
+                 float* c, std::size_t ldc) {
+  sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Double precision is only used by the finite-difference tests: a plain loop, summing
+// in k order, is all they need.
+template <>
+void gemm<double>(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, double alpha,
+                  const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
+                  double* c, std::size_t ldc) {
+  const bool at_ = ta == Trans::yes, bt = tb == Trans::yes;
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (std::size_t p = 0; p < k; ++p) s += at(a, lda, at_, i, p) * at(b, ldb, bt, p, j);
+      double& out = c[i * ldc + j];
+      out = alpha * s + (beta == 0 ? 0.0 : beta * out);
+    }
+}
+
+template <class T>
+void column_sum(T* out, const T* x, std::size_t rows, std::size_t cols) {
+  // Each thread owns a range of columns and sums its rows in order: the result does
+  // not depend on the thread count.
+  cpu::parallel_ranges(cols, rows * cols, [&](std::size_t c0, std::size_t nc) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      const T* row = x + r * cols + c0;
+      T* o = out + c0;
+#pragma omp simd
+      for (std::size_t j = 0; j < nc; ++j) o[j] += row[j];
+    }
+  });
+}
+
+template <class T>
+void add(T* y, const T* a, const T* b, std::size_t n) {
+  cpu::parallel_ranges(n, n, [&](std::size_t i0, std::size_t len) {
+#pragma omp simd
+    for (std::size_t i = i0; i < i0 + len; ++i) y[i] = a[i] + b[i];
+  });
+}
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* w, const T* b, std::size_t rows, std::size_t in,
+                    std::size_t out, bool w_in_out) {
+  T beta = 0;
+  if (b != nullptr) {
+    cpu::parallel_ranges(rows, rows * out, [&](std::size_t r0, std::size_t nr) {
+      for (std::size_t r = r0; r < r0 + nr; ++r) std::memcpy(y + r * out, b, out * sizeof(T));
+    });
+    beta = 1;
+  }
+  if (w_in_out)
+    gemm<T>(Trans::no, Trans::no, rows, out, in, T(1), x, in, w, out, beta, y, out);
+  else
+    gemm<T>(Trans::no, Trans::yes, rows, out, in, T(1), x, in, w, in, beta, y, out);
+}
+
+template <class T>
+void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, std::size_t rows,
+                     std::size_t in, std::size_t out, bool w_in_out, bool dx_accumulate) {
+  const T beta_x = dx_accumulate ? T(1) : T(0);
+  if (dx != nullptr) {
+    if (w_in_out)  // dx = dy w^T, w: [in, out]
+      gemm<T>(Trans::no, Trans::yes, rows, in, out, T(1), dy, out, w, out, beta_x, dx, in);
+    else  // dx = dy w, w: [out, in]
+      gemm<T>(Trans::no, Trans::no, rows, in, out, T(1), dy, out, w, in, beta_x, dx, in);
+  }
+  if (w_in_out)  // dw[in, out] += x^T dy
+    gemm<T>(Trans::yes, Trans::no, in, out, rows, T(1), x, in, dy, out, T(1), dw, out);
+  else  // dw[out, in] += dy^T x
+    gemm<T>(Trans::yes, Trans::no, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
+  if (db != nullptr) column_sum(db, dy, rows, out);
+}
+
+#define WHTLM_INSTANTIATE(T)                                                                  \
+  template void column_sum<T>(T*, const T*, std::size_t, std::size_t);                        \
+  template void add<T>(T*, const T*, const T*, std::size_t);                                  \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
+                                  std::size_t, bool);                                         \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,     \
+                                   std::size_t, std::size_t, bool, bool);
+WHTLM_INSTANTIATE(float)
+WHTLM_INSTANTIATE(double)
+#undef WHTLM_INSTANTIATE
+
+}  // namespace whtlm::backend

@@ -1,0 +1,116 @@
+// The kernels the model is made of, behind one boundary (CPU today). Each op is a
+// forward/backward pair; every one exists for float (the engine) and double (the
+// finite-difference tests). All tensors are row-major and contiguous unless a row
+// stride is given. "+=" in a comment means the op accumulates into that output;
+// everything else is overwritten. Parameter gradients always accumulate, so
+// micro-batches add up without a copy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "whtlm/matmul.hpp"
+
+namespace whtlm::backend {
+
+// C[m x n] = alpha * op(A) op(B) + beta * C (float: the BLAS; double: a plain loop).
+template <class T>
+void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+          std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
+
+// Linear layer. x: [rows, in]; y: [rows, out]; b: [out] or nullptr.
+// w_in_out: w is [in, out] (y = x w + b); otherwise [out, in] (y = x w^T + b).
+template <class T>
+void linear_forward(T* y, const T* x, const T* w, const T* b, std::size_t rows, std::size_t in,
+                    std::size_t out, bool w_in_out);
+// dx: [rows, in] (overwritten, or += when dx_accumulate); dw += x^T dy; db += sum dy.
+template <class T>
+void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, std::size_t rows,
+                     std::size_t in, std::size_t out, bool w_in_out, bool dx_accumulate);
+
+// LayerNorm over d: y = (x - mean) * rstd * w + b. mean, rstd: [rows] (saved).
+template <class T>
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, std::size_t rows,
+                       std::size_t d, T eps);
+// dx += ..., dw += ..., db += ...
+template <class T>
+void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd,
+                        const T* w, std::size_t rows, std::size_t d);
+
+// RMSNorm over d: y = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps).
+template <class T>
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, std::size_t rows, std::size_t d, T eps);
+// dx += ..., dw += ...
+template <class T>
+void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* rstd, const T* w,
+                      std::size_t rows, std::size_t d);
+
+// GELU, tanh approximation, elementwise over n values. dx may alias dy.
+template <class T>
+void gelu_forward(T* y, const T* x, std::size_t n);
+template <class T>
+void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n);
+
+// SwiGLU: h: [rows, 2 ff] = gate | up; y: [rows, ff] = silu(gate) * up.
+template <class T>
+void swiglu_forward(T* y, const T* h, std::size_t rows, std::size_t ff);
+// dh: [rows, 2 ff] (overwritten).
+template <class T>
+void swiglu_backward(T* dh, const T* dy, const T* h, std::size_t rows, std::size_t ff);
+
+// Rotary position embedding (rotate-half convention) applied in place to the q and k
+// heads of a fused qkv activation [batch * seq, (n_head + 2 n_kv) * hd]; row r has
+// position r % seq. cos, sin: [seq, hd / 2] tables from rope_tables.
+template <class T>
+void rope_tables(T* cos, T* sin, std::size_t seq, std::size_t hd, double theta);
+template <class T>
+void rope_forward(T* qkv, const T* cos, const T* sin, std::size_t rows, std::size_t seq,
+                  std::size_t n_head, std::size_t n_kv, std::size_t hd);
+// The inverse rotation, applied in place to the q and k parts of dqkv.
+template <class T>
+void rope_backward(T* dqkv, const T* cos, const T* sin, std::size_t rows, std::size_t seq,
+                   std::size_t n_head, std::size_t n_kv, std::size_t hd);
+
+// Causal multi-head attention with grouped-query heads, computed in blocks of query
+// rows so no seq x seq matrix is kept: the forward saves only the log-sum-exp of each
+// row's scores, and the backward recomputes the probabilities from it.
+//   qkv: [batch * seq, (n_head + 2 n_kv) * hd]; out: [batch * seq, n_head * hd];
+//   lse: [batch, n_head, seq]. Query head h reads kv head h / (n_head / n_kv).
+struct AttentionShape {
+  std::size_t batch = 0, seq = 0, n_head = 0, n_kv = 0, hd = 0;
+};
+// Elements of scratch the attention needs (per call, all threads together).
+std::size_t attention_scratch_size(const AttentionShape& s);
+template <class T>
+void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, T* scratch);
+// dqkv: overwritten. out and lse are the forward's outputs.
+template <class T>
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
+                        const AttentionShape& s, T* scratch);
+
+// Token (and, when wpe != nullptr, learned position) embedding:
+// x[r] = wte[tokens[r]] + wpe[r % seq].
+template <class T>
+void embedding_forward(T* x, const std::int32_t* tokens, const T* wte, const T* wpe,
+                       std::size_t rows, std::size_t seq, std::size_t d);
+// dwte += scattered dx; dwpe += dx summed per position (when dwpe != nullptr).
+template <class T>
+void embedding_backward(T* dwte, T* dwpe, const T* dx, const std::int32_t* tokens, std::size_t rows,
+                        std::size_t seq, std::size_t d);
+
+// Softmax cross-entropy over the vocabulary. losses[r] = -log softmax(logits[r])[target].
+template <class T>
+void cross_entropy_forward(T* losses, const T* logits, const std::int32_t* targets,
+                           std::size_t rows, std::size_t vocab);
+// Overwrites logits with d(scale * sum losses)/d logits = scale * (softmax - onehot).
+template <class T>
+void cross_entropy_backward(T* logits, const std::int32_t* targets, std::size_t rows,
+                            std::size_t vocab, T scale);
+
+// Small vector helpers the model composes with.
+template <class T>
+void add(T* y, const T* a, const T* b, std::size_t n);  // y = a + b (y may alias a or b)
+template <class T>
+void column_sum(T* out, const T* x, std::size_t rows, std::size_t cols);  // out += sum rows
+
+}  // namespace whtlm::backend

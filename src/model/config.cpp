@@ -1,0 +1,143 @@
+// Model configuration: names, presets and validation.
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "whtlm/hadamard.hpp"
+#include "whtlm/model.hpp"
+
+namespace whtlm {
+
+const char* family_name(Family f) { return f == Family::gpt2 ? "gpt2" : "llama"; }
+
+const char* projection_name(Projection p) {
+  switch (p) {
+    case Projection::dense:
+      return "dense";
+    case Projection::wht:
+      return "wht";
+    case Projection::identity:
+      return "identity";
+  }
+  return "?";
+}
+
+Family parse_family(std::string_view name) {
+  if (name == "gpt2") return Family::gpt2;
+  if (name == "llama") return Family::llama;
+  throw std::invalid_argument("unknown model family '" + std::string(name) +
+                              "' (expected gpt2 or llama)");
+}
+
+Projection parse_projection(std::string_view name) {
+  for (Projection p : {Projection::dense, Projection::wht, Projection::identity})
+    if (name == projection_name(p)) return p;
+  throw std::invalid_argument("unknown attention output projection '" + std::string(name) +
+                              "' (expected dense, wht or identity)");
+}
+
+int default_d_ff(Family family, int d_model) {
+  if (family == Family::gpt2) return 4 * d_model;
+  const int hidden = 8 * d_model / 3;
+  return (hidden + 255) / 256 * 256;
+}
+
+int ModelConfig::ff() const { return d_ff > 0 ? d_ff : default_d_ff(family, d_model); }
+
+void ModelConfig::validate() const {
+  auto fail = [](const std::string& field, const std::string& why) {
+    throw std::invalid_argument("model config: " + field + ": " + why);
+  };
+  auto positive = [&](const char* field, long v) {
+    if (v < 1) fail(field, "must be at least 1, got " + std::to_string(v));
+  };
+  positive("n_layer", n_layer);
+  positive("d_model", d_model);
+  positive("n_head", n_head);
+  positive("n_kv_head", n_kv_head);
+  positive("vocab_size", vocab_size);
+  positive("max_seq", max_seq);
+  if (d_ff < 0) fail("d_ff", "must be 0 (family default) or positive, got " + std::to_string(d_ff));
+  if (d_model % n_head != 0)
+    fail("n_head", "d_model = " + std::to_string(d_model) +
+                       " is not divisible by n_head = " + std::to_string(n_head));
+  if (n_kv_head > n_head || n_head % n_kv_head != 0)
+    fail("n_kv_head",
+         std::to_string(n_kv_head) + " must divide n_head = " + std::to_string(n_head));
+  if (family == Family::gpt2 && n_kv_head != n_head)
+    fail("n_kv_head",
+         "gpt2 has no grouped-query attention: must equal n_head = " + std::to_string(n_head));
+  if (family == Family::llama && head_dim() % 2 != 0)
+    fail("n_head", "rotary embeddings need an even head dimension, got d_model / n_head = " +
+                       std::to_string(head_dim()));
+  if (!(norm_eps > 0)) fail("norm_eps", "must be positive");
+  if (family == Family::llama && !(rope_theta > 1)) fail("rope_theta", "must be above 1");
+  if (vocab_size > (1 << 24)) fail("vocab_size", "at most 2^24, got " + std::to_string(vocab_size));
+  if (projection == Projection::wht && !hadamard_supported(static_cast<std::size_t>(d_model))) {
+    try {
+      check_hadamard_size(static_cast<std::size_t>(d_model));
+    } catch (const std::invalid_argument& e) {
+      fail("d_model", std::string("the wht output projection needs a Hadamard size: ") + e.what());
+    }
+  }
+}
+
+namespace {
+
+struct Preset {
+  const char* name;
+  Family family;
+  int layers, d, heads, kv_heads, seq;
+};
+
+// tiny and small are llama-shaped, base is gpt2-shaped; the named GPT-2 sizes have
+// llama counterparts with the same width and depth.
+constexpr Preset kPresets[] = {
+    {"tiny", Family::llama, 4, 256, 4, 4, 256},
+    {"small", Family::llama, 6, 512, 8, 8, 256},
+    {"base", Family::gpt2, 8, 1024, 16, 16, 256},
+    {"gpt2-124m", Family::gpt2, 12, 768, 12, 12, 1024},
+    {"gpt2-350m", Family::gpt2, 24, 1024, 16, 16, 1024},
+    {"tiny-gpt2", Family::gpt2, 4, 256, 4, 4, 256},
+    {"small-gpt2", Family::gpt2, 6, 512, 8, 8, 256},
+    {"base-llama", Family::llama, 8, 1024, 16, 16, 256},
+    {"llama-124m", Family::llama, 12, 768, 12, 12, 1024},
+    {"llama-350m", Family::llama, 24, 1024, 16, 16, 1024},
+};
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const Preset& p : kPresets) names.emplace_back(p.name);
+  return names;
+}
+
+ModelConfig preset(std::string_view name) {
+  for (const Preset& p : kPresets) {
+    if (name != p.name) continue;
+    ModelConfig c;
+    c.family = p.family;
+    c.n_layer = p.layers;
+    c.d_model = p.d;
+    c.n_head = p.heads;
+    c.n_kv_head = p.kv_heads;
+    c.max_seq = p.seq;
+    return c;
+  }
+  std::string list;
+  for (const Preset& p : kPresets) list += std::string(list.empty() ? "" : ", ") + p.name;
+  throw std::invalid_argument("unknown preset '" + std::string(name) + "' (choices: " + list + ")");
+}
+
+std::string describe(const ModelConfig& c) {
+  std::ostringstream s;
+  s << family_name(c.family) << ", " << c.n_layer << " layers, d " << c.d_model << ", " << c.n_head
+    << " heads";
+  if (c.n_kv_head != c.n_head) s << " (" << c.n_kv_head << " kv)";
+  s << ", ff " << c.ff() << ", context " << c.max_seq << ", vocab " << c.vocab_size << ", "
+    << projection_name(c.projection) << " output projection";
+  return s.str();
+}
+
+}  // namespace whtlm

@@ -1,0 +1,61 @@
+// The attention output projection: the one seam where dense, wht and identity
+// differ. Everything the rest of the code needs from a variant is here: its
+// parameters (names, shapes), forward, backward, scratch and cost. No other file
+// branches on which variant is in use.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "whtlm/model.hpp"
+
+namespace whtlm::model {
+
+// One parameter tensor of the projection, named by its Hugging Face suffix
+// ("weight", "bias", "scale"), stored in this order in the projection's block.
+struct ProjectionParam {
+  enum class Init { residual_normal, zeros, ones };
+  std::string suffix;
+  std::vector<std::int64_t> shape;
+  bool decay = false;
+  Init init = Init::zeros;  // residual_normal: the scaled normal of residual projections
+};
+
+class OutputProjection {
+ public:
+  virtual ~OutputProjection() = default;
+  virtual Projection kind() const = 0;
+  // The parameters, in their order inside the projection's contiguous block.
+  virtual const std::vector<ProjectionParam>& parameters() const = 0;
+  std::size_t parameter_count() const;
+
+  // x: rows x d (the attention output), y: rows x d. Adds the projection of x into y
+  // (y is the residual stream): y += P(x). p points at the projection's block.
+  virtual void forward(float* y, const float* x, const float* p, std::size_t rows) const = 0;
+  virtual void forward(double* y, const double* x, const double* p, std::size_t rows) const = 0;
+
+  // dy: rows x d, the gradient arriving at y. Writes dx (rows x d, overwritten) and
+  // adds the parameter gradients into dp (same layout as p). scratch holds at least
+  // scratch_size(rows) elements.
+  virtual void backward(float* dx, float* dp, const float* dy, const float* x, const float* p,
+                        std::size_t rows, float* scratch) const = 0;
+  virtual void backward(double* dx, double* dp, const double* dy, const double* x, const double* p,
+                        std::size_t rows, double* scratch) const = 0;
+  virtual std::size_t scratch_size(std::size_t rows) const = 0;
+
+  // Per token (one row): arithmetic of the forward and of the backward pass.
+  virtual double flops_forward() const = 0;
+  virtual double flops_backward() const = 0;
+};
+
+// d: model width. bias: the dense variant has a bias (gpt2). weight_in_out: the dense
+// weight is stored [in, out] (gpt2 Conv1D) rather than [out, in] (Linear). Throws
+// std::invalid_argument when d does not suit the variant (wht needs a supported
+// Hadamard size).
+std::unique_ptr<OutputProjection> make_output_projection(Projection kind, int d, bool bias,
+                                                         bool weight_in_out);
+
+}  // namespace whtlm::model

@@ -1,0 +1,395 @@
+// The whole model, one training step readable top to bottom: forward through the
+// blocks, then the backward pass in reverse. Layers are the ops in
+// src/backend/ops.hpp; the output projection is the seam in model/projection.hpp.
+#include "whtlm/transformer.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "backend/ops.hpp"
+#include "model/projection.hpp"
+
+namespace whtlm {
+
+using backend::AttentionShape;
+
+void FloatBuffer::Free::operator()(float* p) const { std::free(p); }
+
+FloatBuffer::FloatBuffer(std::size_t n) : size_(n) {
+  if (n == 0) return;
+  const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  data_.reset(static_cast<float*>(p));
+}
+
+namespace {
+
+// Where each activation lives in the arena, in floats. Per block l the forward keeps
+// what its backward reads; the backward's scratch is shared by all blocks.
+struct ArenaPlan {
+  std::size_t n = 0;  // rows = batch * seq
+  // per block, stride given by the *_stride fields
+  std::size_t resid = 0, resid_mid = 0, norm1 = 0, norm2 = 0, stats = 0, qkv = 0, att = 0, lse = 0,
+              fc = 0, act = 0;
+  std::size_t resid_stride = 0, qkv_stride = 0, lse_stride = 0, fc_stride = 0, act_stride = 0,
+              stats_stride = 0;
+  // whole-model buffers
+  std::size_t norm_f = 0, norm_f_stats = 0, logits = 0, losses = 0;
+  // backward scratch
+  std::size_t d_resid = 0, d_x = 0, d_qkv = 0, d_fc = 0, d_act = 0, proj_scratch = 0,
+              att_scratch = 0;
+  std::size_t total = 0;
+
+  ArenaPlan(const ModelConfig& c, const model::OutputProjection& proj, int batch, int seq) {
+    n = static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq);
+    const std::size_t d = c.d_model, L = c.n_layer, ff = c.ff(), V = c.vocab_size;
+    const std::size_t fc_width = c.family == Family::gpt2 ? ff : 2 * ff;
+    auto take = [&](std::size_t floats) {
+      const std::size_t at = total;
+      total += (floats + 15) / 16 * 16;
+      return at;
+    };
+    resid_stride = n * d;
+    qkv_stride = n * static_cast<std::size_t>(c.qkv_dim());
+    lse_stride = static_cast<std::size_t>(batch) * c.n_head * seq;
+    fc_stride = n * fc_width;
+    act_stride = n * ff;
+    stats_stride = 4 * n;  // mean and rstd of both norms
+    resid = take((L + 1) * resid_stride);
+    resid_mid = take(L * resid_stride);
+    norm1 = take(L * resid_stride);
+    norm2 = take(L * resid_stride);
+    stats = take(L * stats_stride);
+    qkv = take(L * qkv_stride);
+    att = take(L * resid_stride);
+    lse = take(L * lse_stride);
+    fc = take(L * fc_stride);
+    act = take(L * act_stride);
+    norm_f = take(n * d);
+    norm_f_stats = take(2 * n);
+    logits = take(n * V);
+    losses = take(n);
+    d_resid = take(n * d);
+    d_x = take(n * d);
+    d_qkv = take(qkv_stride);
+    d_fc = take(fc_stride);
+    d_act = take(act_stride);
+    proj_scratch = take(proj.scratch_size(n));
+    AttentionShape s{static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
+                     static_cast<std::size_t>(c.n_head), static_cast<std::size_t>(c.n_kv_head),
+                     static_cast<std::size_t>(c.head_dim())};
+    att_scratch = take(backend::attention_scratch_size(s));
+  }
+};
+
+// Counter-based normal numbers (splitmix64 + Box-Muller): the same weights for a
+// seed on every platform and thread count.
+struct NormalStream {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
+  double normal() {
+    const double u1 = uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+};
+
+}  // namespace
+
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq) {
+  const auto proj = model::make_output_projection(config.projection, config.d_model,
+                                                  config.has_bias(), config.family == Family::gpt2);
+  return ArenaPlan(config, *proj, batch, seq).total;
+}
+
+struct Transformer::Impl {
+  ParamLayout layout;
+  std::unique_ptr<model::OutputProjection> proj;
+  FloatBuffer params, grads;
+  FloatBuffer arena;
+  FloatBuffer rope_cos, rope_sin;
+  ArenaPlan plan;
+  int batch = 0, seq = 0;  // the last forward's shape
+  int cap_batch = 0, cap_seq = 0;
+  const std::int32_t* tokens = nullptr;
+  const std::int32_t* targets = nullptr;
+  bool logits_valid = false, can_backward = false;
+
+  explicit Impl(const ModelConfig& c)
+      : layout(c),
+        proj(model::make_output_projection(c.projection, c.d_model, c.has_bias(),
+                                           c.family == Family::gpt2)),
+        params(layout.total_floats()),
+        grads(layout.total_floats()),
+        plan(c, *proj, 0, 0) {
+    if (c.family == Family::llama) {
+      const std::size_t half = static_cast<std::size_t>(c.head_dim() / 2);
+      rope_cos = FloatBuffer(static_cast<std::size_t>(c.max_seq) * half);
+      rope_sin = FloatBuffer(static_cast<std::size_t>(c.max_seq) * half);
+      backend::rope_tables(rope_cos.data(), rope_sin.data(), static_cast<std::size_t>(c.max_seq),
+                           static_cast<std::size_t>(c.head_dim()), c.rope_theta);
+    }
+  }
+};
+
+Transformer::Transformer(const ModelConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+Transformer::~Transformer() = default;
+
+const ModelConfig& Transformer::config() const { return impl_->layout.config(); }
+const ParamLayout& Transformer::layout() const { return impl_->layout; }
+std::span<float> Transformer::params() { return impl_->params.span(); }
+std::span<const float> Transformer::params() const { return impl_->params.span(); }
+std::span<float> Transformer::grads() { return impl_->grads.span(); }
+void Transformer::zero_grads() {
+  std::memset(impl_->grads.data(), 0, impl_->grads.size() * sizeof(float));
+}
+std::size_t Transformer::activation_bytes() const { return impl_->arena.size() * sizeof(float); }
+
+void Transformer::init_weights(std::uint64_t seed) {
+  const ModelConfig& c = config();
+  const double std_dev = 0.02;
+  const double resid_std = 0.02 / std::sqrt(2.0 * c.n_layer);
+  float* p = impl_->params.data();
+  std::memset(p, 0, impl_->params.size() * sizeof(float));
+  std::uint64_t tensor_index = 0;
+  for (const TensorSpec& t : layout().tensors()) {
+    // Each tensor has its own stream, so adding a tensor does not shift the others.
+    NormalStream rng{seed * 0x100000001B3ull + (++tensor_index) * 0x9E3779B97F4A7C15ull};
+    float* w = p + t.offset;
+    switch (t.init) {
+      case TensorInit::normal:
+      case TensorInit::residual_normal: {
+        const double s = t.init == TensorInit::normal ? std_dev : resid_std;
+        for (std::size_t i = 0; i < t.numel; ++i) w[i] = static_cast<float>(s * rng.normal());
+        break;
+      }
+      case TensorInit::ones:
+        for (std::size_t i = 0; i < t.numel; ++i) w[i] = 1.0f;
+        break;
+      case TensorInit::zeros:
+        break;
+    }
+  }
+}
+
+void Transformer::reserve(int batch, int seq) {
+  Impl& m = *impl_;
+  if (batch < 1)
+    throw std::invalid_argument("batch must be at least 1, got " + std::to_string(batch));
+  if (seq < 1 || seq > config().max_seq)
+    throw std::invalid_argument("sequence length " + std::to_string(seq) +
+                                " outside 1..max_seq = " + std::to_string(config().max_seq));
+  if (batch == m.cap_batch && seq == m.cap_seq) return;
+  m.plan = ArenaPlan(config(), *m.proj, batch, seq);
+  m.arena = FloatBuffer(m.plan.total);
+  m.cap_batch = batch;
+  m.cap_seq = seq;
+  m.logits_valid = m.can_backward = false;
+}
+
+std::span<const float> Transformer::logits() const {
+  const Impl& m = *impl_;
+  if (!m.logits_valid) throw std::logic_error("logits: no forward pass since the last backward");
+  const std::size_t n = static_cast<std::size_t>(m.batch) * m.seq;
+  return {m.arena.data() + m.plan.logits, n * static_cast<std::size_t>(config().vocab_size)};
+}
+
+double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targets, int batch,
+                            int seq) {
+  Impl& m = *impl_;
+  const ModelConfig& c = config();
+  reserve(batch, seq);
+  const ArenaPlan& a = m.plan;
+  const std::size_t n = a.n, d = c.d_model, ff = c.ff(), V = c.vocab_size;
+  const std::size_t qkvd = c.qkv_dim(), hd = c.head_dim();
+  const bool gpt2 = c.family == Family::gpt2;
+  const std::size_t fc_width = gpt2 ? ff : 2 * ff;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= V)
+      throw std::out_of_range("token " + std::to_string(tokens[i]) + " at position " +
+                              std::to_string(i) + " is outside the vocabulary 0.." +
+                              std::to_string(V - 1));
+    if (targets != nullptr && (targets[i] < 0 || static_cast<std::size_t>(targets[i]) >= V))
+      throw std::out_of_range("target " + std::to_string(targets[i]) + " at position " +
+                              std::to_string(i) + " is outside the vocabulary 0.." +
+                              std::to_string(V - 1));
+  }
+  m.batch = batch;
+  m.seq = seq;
+  m.tokens = tokens;
+  m.targets = targets;
+  float* act = m.arena.data();
+  const float* P = m.params.data();
+  const ParamLayout& lay = m.layout;
+  const AttentionShape shape{static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
+                             static_cast<std::size_t>(c.n_head),
+                             static_cast<std::size_t>(c.n_kv_head), hd};
+  const float eps = c.norm_eps;
+
+  // x = wte[tokens] (+ wpe[positions])
+  backend::embedding_forward(act + a.resid, tokens, P + lay.wte, gpt2 ? P + lay.wpe : nullptr, n,
+                             static_cast<std::size_t>(seq), d);
+  for (int l = 0; l < c.n_layer; ++l) {
+    const BlockOffsets& w = lay.blocks[static_cast<std::size_t>(l)];
+    const std::size_t L = static_cast<std::size_t>(l);
+    float* x = act + a.resid + L * a.resid_stride;        // block input [n, d]
+    float* h1 = act + a.norm1 + L * a.resid_stride;       // norm1(x)
+    float* st = act + a.stats + L * a.stats_stride;       // mean1, rstd1, mean2, rstd2
+    float* qkv = act + a.qkv + L * a.qkv_stride;          // [n, qkv_dim]
+    float* att = act + a.att + L * a.resid_stride;        // attention output [n, d]
+    float* lse = act + a.lse + L * a.lse_stride;          // [batch, n_head, seq]
+    float* mid = act + a.resid_mid + L * a.resid_stride;  // x + proj(att)
+    float* h2 = act + a.norm2 + L * a.resid_stride;       // norm2(mid)
+    float* fc = act + a.fc + L * a.fc_stride;             // [n, ff or 2 ff]
+    float* hid = act + a.act + L * a.act_stride;          // activation(fc) [n, ff]
+    float* y = x + a.resid_stride;                        // block output = next input
+
+    if (gpt2)
+      backend::layernorm_forward(h1, st, st + n, x, P + w.norm1_w, P + w.norm1_b, n, d, eps);
+    else
+      backend::rmsnorm_forward(h1, st + n, x, P + w.norm1_w, n, d, eps);
+    backend::linear_forward(qkv, h1, P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd, gpt2);
+    if (!gpt2)
+      backend::rope_forward(qkv, m.rope_cos.data(), m.rope_sin.data(), n,
+                            static_cast<std::size_t>(seq), shape.n_head, shape.n_kv, hd);
+    backend::attention_forward(att, lse, qkv, shape, act + a.att_scratch);
+    std::memcpy(mid, x, n * d * sizeof(float));
+    m.proj->forward(mid, att, P + w.proj, n);
+
+    if (gpt2)
+      backend::layernorm_forward(h2, st + 2 * n, st + 3 * n, mid, P + w.norm2_w, P + w.norm2_b, n,
+                                 d, eps);
+    else
+      backend::rmsnorm_forward(h2, st + 3 * n, mid, P + w.norm2_w, n, d, eps);
+    backend::linear_forward(fc, h2, P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d, fc_width, gpt2);
+    if (gpt2)
+      backend::gelu_forward(hid, fc, n * ff);
+    else
+      backend::swiglu_forward(hid, fc, n, ff);
+    std::memcpy(y, mid, n * d * sizeof(float));
+    // y += hid W_down (+ b): accumulate onto the residual copy.
+    backend::gemm<float>(Trans::no, gpt2 ? Trans::no : Trans::yes, n, d, ff, 1.0f, hid, ff,
+                         P + w.down_w, gpt2 ? d : ff, 1.0f, y, d);
+    if (gpt2) {
+      const float* b = P + w.down_b;
+      for (std::size_t r = 0; r < n; ++r)
+        for (std::size_t i = 0; i < d; ++i) y[r * d + i] += b[i];
+    }
+  }
+  const float* xf = act + a.resid + static_cast<std::size_t>(c.n_layer) * a.resid_stride;
+  float* hf = act + a.norm_f;
+  float* stf = act + a.norm_f_stats;
+  if (gpt2)
+    backend::layernorm_forward(hf, stf, stf + n, xf, P + lay.norm_f_w, P + lay.norm_f_b, n, d, eps);
+  else
+    backend::rmsnorm_forward(hf, stf + n, xf, P + lay.norm_f_w, n, d, eps);
+  float* logits = act + a.logits;
+  backend::linear_forward(logits, hf, P + lay.head, static_cast<const float*>(nullptr), n, d, V,
+                          false);
+  m.logits_valid = true;
+  m.can_backward = targets != nullptr;
+  if (targets == nullptr) return 0.0;
+  float* losses = act + a.losses;
+  backend::cross_entropy_forward(losses, logits, targets, n, V);
+  double sum = 0;
+  for (std::size_t i = 0; i < n; ++i) sum += losses[i];
+  return sum / static_cast<double>(n);
+}
+
+void Transformer::backward(float loss_scale) {
+  Impl& m = *impl_;
+  if (!m.can_backward) throw std::logic_error("backward: needs a forward pass with targets first");
+  const ModelConfig& c = config();
+  const ArenaPlan& a = m.plan;
+  const std::size_t n = a.n, d = c.d_model, ff = c.ff(), V = c.vocab_size;
+  const std::size_t qkvd = c.qkv_dim(), hd = c.head_dim();
+  const bool gpt2 = c.family == Family::gpt2;
+  const std::size_t fc_width = gpt2 ? ff : 2 * ff;
+  const std::size_t seq = static_cast<std::size_t>(m.seq);
+  float* act = m.arena.data();
+  const float* P = m.params.data();
+  float* G = m.grads.data();
+  const ParamLayout& lay = m.layout;
+  const AttentionShape shape{static_cast<std::size_t>(m.batch), seq,
+                             static_cast<std::size_t>(c.n_head),
+                             static_cast<std::size_t>(c.n_kv_head), hd};
+  float* dres = act + a.d_resid;  // gradient flowing along the residual stream
+  float* dx = act + a.d_x;        // gradient at a norm's output / the attention output
+  float* dqkv = act + a.d_qkv;
+  float* dfc = act + a.d_fc;
+  float* dhid = act + a.d_act;
+
+  // logits -> d logits in place; then the head and the final norm.
+  float* logits = act + a.logits;
+  backend::cross_entropy_backward(logits, m.targets, n, V, loss_scale / static_cast<float>(n));
+  m.logits_valid = m.can_backward = false;
+  const float* hf = act + a.norm_f;
+  const float* stf = act + a.norm_f_stats;
+  backend::linear_backward(dx, G + lay.head, static_cast<float*>(nullptr), logits, hf, P + lay.head,
+                           n, d, V, false, false);
+  std::memset(dres, 0, n * d * sizeof(float));
+  const float* xf = act + a.resid + static_cast<std::size_t>(c.n_layer) * a.resid_stride;
+  if (gpt2)
+    backend::layernorm_backward(dres, G + lay.norm_f_w, G + lay.norm_f_b, dx, xf, stf, stf + n,
+                                P + lay.norm_f_w, n, d);
+  else
+    backend::rmsnorm_backward(dres, G + lay.norm_f_w, dx, xf, stf + n, P + lay.norm_f_w, n, d);
+
+  for (int l = c.n_layer - 1; l >= 0; --l) {
+    const BlockOffsets& w = lay.blocks[static_cast<std::size_t>(l)];
+    const std::size_t L = static_cast<std::size_t>(l);
+    const float* x = act + a.resid + L * a.resid_stride;
+    const float* h1 = act + a.norm1 + L * a.resid_stride;
+    const float* st = act + a.stats + L * a.stats_stride;
+    const float* qkv = act + a.qkv + L * a.qkv_stride;
+    const float* att = act + a.att + L * a.resid_stride;
+    const float* lse = act + a.lse + L * a.lse_stride;
+    const float* mid = act + a.resid_mid + L * a.resid_stride;
+    const float* h2 = act + a.norm2 + L * a.resid_stride;
+    const float* fc = act + a.fc + L * a.fc_stride;
+    const float* hid = act + a.act + L * a.act_stride;
+
+    // MLP: y = mid + down(act(fc(norm2(mid)))); dres holds d y.
+    backend::linear_backward(dhid, G + w.down_w, gpt2 ? G + w.down_b : nullptr, dres, hid,
+                             P + w.down_w, n, ff, d, gpt2, false);
+    if (gpt2)
+      backend::gelu_backward(dfc, dhid, fc, n * ff);
+    else
+      backend::swiglu_backward(dfc, dhid, fc, n, ff);
+    backend::linear_backward(dx, G + w.fc_w, gpt2 ? G + w.fc_b : nullptr, dfc, h2, P + w.fc_w, n, d,
+                             fc_width, gpt2, false);
+    if (gpt2)
+      backend::layernorm_backward(dres, G + w.norm2_w, G + w.norm2_b, dx, mid, st + 2 * n,
+                                  st + 3 * n, P + w.norm2_w, n, d);
+    else
+      backend::rmsnorm_backward(dres, G + w.norm2_w, dx, mid, st + 3 * n, P + w.norm2_w, n, d);
+
+    // Attention: mid = x + proj(attention(qkv(norm1(x)))); dres holds d mid.
+    m.proj->backward(dx, G + w.proj, dres, att, P + w.proj, n, act + a.proj_scratch);
+    backend::attention_backward(dqkv, dx, qkv, att, lse, shape, act + a.att_scratch);
+    if (!gpt2)
+      backend::rope_backward(dqkv, m.rope_cos.data(), m.rope_sin.data(), n, seq, shape.n_head,
+                             shape.n_kv, hd);
+    backend::linear_backward(dx, G + w.qkv_w, gpt2 ? G + w.qkv_b : nullptr, dqkv, h1, P + w.qkv_w,
+                             n, d, qkvd, gpt2, false);
+    if (gpt2)
+      backend::layernorm_backward(dres, G + w.norm1_w, G + w.norm1_b, dx, x, st, st + n,
+                                  P + w.norm1_w, n, d);
+    else
+      backend::rmsnorm_backward(dres, G + w.norm1_w, dx, x, st + n, P + w.norm1_w, n, d);
+  }
+  backend::embedding_backward(G + lay.wte, gpt2 ? G + lay.wpe : nullptr, dres, m.tokens, n, seq, d);
+}
+
+}  // namespace whtlm
