@@ -8,5 +8,8 @@ namespace whtlm::cli {
 
 void add_bench_command(CLI::App& app);
 void add_info_command(CLI::App& app);
+void add_params_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace whtlm::cli

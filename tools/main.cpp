@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   whtlm::cli::add_bench_command(app);
   whtlm::cli::add_info_command(app);
+  whtlm::cli::add_params_command(app);
+  whtlm::cli::add_train_command(app);
+  whtlm::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

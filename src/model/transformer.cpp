@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cpu/blas.hpp"
 #include "backend/ops.hpp"
 #include "model/projection.hpp"
 
@@ -143,7 +144,9 @@ struct Transformer::Impl {
   }
 };
 
-Transformer::Transformer(const ModelConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+Transformer::Transformer(const ModelConfig& config) : impl_(std::make_unique<Impl>(config)) {
+  backend::cpu::flush_denormals();
+}
 Transformer::~Transformer() = default;
 
 const ModelConfig& Transformer::config() const { return impl_->layout.config(); }

@@ -1,0 +1,93 @@
+// Training on the CPU: AdamW over the one parameter buffer, the learning-rate
+// schedule, and the trainer that runs steps, logs metrics, evaluates and writes
+// resumable checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "whtlm/data.hpp"
+#include "whtlm/model.hpp"
+#include "whtlm/transformer.hpp"
+
+namespace whtlm {
+
+struct AdamWConfig {
+  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  float weight_decay = 0.1f;  // decoupled; only on tensors whose TensorSpec::decay is set
+};
+
+// AdamW with its two moment buffers mirroring the parameter buffer.
+class AdamW {
+ public:
+  AdamW(const ParamLayout& layout, AdamWConfig config);
+  // One update with learning rate lr; `step` counts from 1 (bias correction).
+  void update(float* params, const float* grads, float lr, std::int64_t step);
+  FloatBuffer& exp_avg() { return m_; }
+  FloatBuffer& exp_avg_sq() { return v_; }
+  const AdamWConfig& config() const { return config_; }
+
+ private:
+  const ParamLayout& layout_;
+  AdamWConfig config_;
+  FloatBuffer m_, v_;
+};
+
+// Linear warm-up to peak over warmup steps, then cosine decay to peak * min_ratio at
+// total steps. `step` counts from 1.
+double learning_rate(std::int64_t step, std::int64_t warmup, std::int64_t total, double peak,
+                     double min_ratio);
+
+// sqrt(sum g^2) over the buffer, in double; the same result for a given thread count.
+double global_norm(std::span<const float> g);
+
+struct TrainOptions {
+  ModelConfig model;
+  std::string preset;  // for the record only
+  data::DataOptions data;
+  int batch = 16, seq = 256, accum = 1;
+  // The length of the run: exactly one of steps, tokens, flops is used (first set).
+  std::int64_t steps = 0, tokens = 0;
+  double flops = 0;
+  double lr = 1e-3, min_lr_ratio = 0.1;
+  std::int64_t warmup = -1;  // -1: 5% of the steps, at most 200
+  AdamWConfig adamw;
+  double clip = 1.0;  // global gradient norm; 0 turns clipping off
+  std::uint64_t seed = 1;
+  std::int64_t eval_every = 100;  // steps; 0: only at the end
+  int eval_batches = 8;           // validation batches per evaluation
+  std::int64_t save_every = 0;    // steps; 0: only at the end
+  int threads = 0;                // 0: all available cores
+  std::string out;                // the run folder
+  bool progress = true;           // progress line on stderr
+};
+
+struct TrainResult {
+  std::int64_t steps = 0;
+  double tokens = 0, flops = 0, seconds = 0;
+  double final_train_loss = 0;
+  std::optional<double> final_val_loss;
+};
+
+// Starts a fresh run in options.out (refuses a folder that already holds a run).
+TrainResult train(const TrainOptions& options);
+// Continues the run in `run_dir` from its last checkpoint, with the options it was
+// started with; the result is bit-identical to an uninterrupted run at the same
+// thread count. `stop_after` (> 0) stops early after that global step, writing a
+// checkpoint (for tests and for splitting long runs).
+TrainResult resume(const std::string& run_dir, std::int64_t stop_after = 0, bool progress = true);
+// Same as train(), but stops after global step stop_after with a checkpoint.
+TrainResult train_until(const TrainOptions& options, std::int64_t stop_after);
+
+// Mean loss over evaluation windows of `tokens` (all of them when max_windows == 0).
+struct EvalResult {
+  double loss = 0;
+  std::size_t tokens = 0;
+};
+EvalResult evaluate(Transformer& model, std::span<const std::int32_t> tokens, int batch, int seq,
+                    std::size_t max_windows = 0);
+
+}  // namespace whtlm

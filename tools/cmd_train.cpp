@@ -1,0 +1,206 @@
+// `whtlm train` and `whtlm eval`: argument parsing only; the trainer and the
+// evaluation live in the library (include/whtlm/train.hpp).
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "commands.hpp"
+#include "whtlm/checkpoint.hpp"
+#include "whtlm/data.hpp"
+#include "whtlm/threads.hpp"
+#include "whtlm/train.hpp"
+
+namespace whtlm::cli {
+namespace {
+
+struct TrainArgs {
+  TrainOptions o;
+  std::string preset = "tiny", proj = "dense", resume;
+  int vocab = 0, layers = 0, d_model = 0, heads = 0, kv_heads = 0, seq = 0;
+  std::int64_t stop_after = 0;
+  double tokens = 0;
+  bool quiet = false;
+};
+
+std::string preset_list() {
+  std::string s;
+  for (const std::string& p : preset_names()) s += (s.empty() ? "" : ", ") + p;
+  return s;
+}
+
+void add_model_options(CLI::App* cmd, TrainArgs& a) {
+  cmd->add_option("--preset", a.preset, "Model shape: " + preset_list())->capture_default_str();
+  cmd->add_option("--proj", a.proj, "Attention output projection: dense, wht or identity")
+      ->capture_default_str();
+  cmd->add_option("--vocab", a.vocab,
+                  "Vocabulary size (default 256, byte-level; larger for token shards)");
+  cmd->add_option("--layers", a.layers, "Override the preset's number of layers");
+  cmd->add_option("--d-model", a.d_model, "Override the preset's width");
+  cmd->add_option("--heads", a.heads, "Override the preset's attention heads");
+  cmd->add_option("--kv-heads", a.kv_heads, "Override the key/value heads (llama)");
+}
+
+ModelConfig model_from(const TrainArgs& a) {
+  ModelConfig c = preset(a.preset);
+  c.projection = parse_projection(a.proj);
+  if (a.vocab > 0) c.vocab_size = a.vocab;
+  if (a.layers > 0) c.n_layer = a.layers;
+  if (a.d_model > 0) c.d_model = a.d_model;
+  if (a.heads > 0) c.n_head = c.n_kv_head = a.heads;
+  if (a.kv_heads > 0) c.n_kv_head = a.kv_heads;
+  if (a.seq > c.max_seq) c.max_seq = a.seq;
+  c.validate();
+  return c;
+}
+
+void print_result(const TrainResult& r, const std::string& out) {
+  std::fprintf(stderr,
+               "whtlm train: %lld steps, %.3g tokens, %.3g FLOPs in %.1f s; train loss %.4f",
+               static_cast<long long>(r.steps), r.tokens, r.flops, r.seconds, r.final_train_loss);
+  if (r.final_val_loss) std::fprintf(stderr, ", val loss %.4f", *r.final_val_loss);
+  std::fprintf(stderr, "\n  run: %s (model.safetensors, config.json, metrics.jsonl)\n",
+               out.c_str());
+}
+
+struct EvalArgs {
+  std::string checkpoint, data, val_data, split = "val";
+  int batch = 8, seq = 0, threads = 0;
+  std::size_t max_windows = 0;
+  bool json = false;
+};
+
+void run_eval(const EvalArgs& a) {
+  if (a.threads < 0) throw std::invalid_argument("--threads must be >= 0");
+  if (a.split != "val" && a.split != "train" && a.split != "all")
+    throw std::invalid_argument("--split: expected val, train or all, got '" + a.split + "'");
+  set_num_threads(a.threads > 0 ? a.threads : available_cores());
+  auto model = load_model(a.checkpoint);
+  const ModelConfig& c = model->config();
+  const int seq = a.seq > 0 ? a.seq : c.max_seq;
+  if (seq > c.max_seq)
+    throw std::invalid_argument("--seq " + std::to_string(seq) + " exceeds the model's context " +
+                                std::to_string(c.max_seq));
+  std::vector<std::int32_t> tokens;
+  std::string described;
+  if (a.split == "all") {
+    const data::TokenStream s = data::read_token_stream(
+        a.data.empty() ? data::default_corpus_path() : a.data, c.vocab_size);
+    tokens = s.tokens;
+    described = s.name;
+  } else {
+    data::DataOptions d;
+    d.path = a.data;
+    d.val_path = a.val_data;
+    d.vocab_size = c.vocab_size;
+    data::TokenSplit split = data::load_tokens(d);
+    tokens = a.split == "val" ? std::move(split.val) : std::move(split.train);
+    described = split.description + ", " + a.split + " split";
+  }
+  const EvalResult r = evaluate(*model, tokens, a.batch, seq, a.max_windows);
+  // A checkpoint with vocabulary 256 and no tokenizer file is byte-level: one token
+  // per byte, so bits per byte = loss / ln 2.
+  const bool bytes = c.vocab_size == 256;
+  if (a.json) {
+    nlohmann::json j{{"checkpoint", a.checkpoint},
+                     {"data", described},
+                     {"tokens", r.tokens},
+                     {"loss", r.loss},
+                     {"perplexity", std::exp(r.loss)},
+                     {"seq", seq}};
+    if (bytes) j["bits_per_byte"] = r.loss / std::log(2.0);
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf("%s on %s: %zu tokens, loss %.4f, perplexity %.3f", a.checkpoint.c_str(),
+                described.c_str(), r.tokens, r.loss, std::exp(r.loss));
+    if (bytes) std::printf(", %.4f bits per byte", r.loss / std::log(2.0));
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a model from scratch on text or llm.c token shards (default: the built-in King "
+      "James Bible corpus), or continue a run with --resume");
+  add_model_options(cmd, *a);
+  TrainOptions& o = a->o;
+  cmd->add_option("--data", o.data.path,
+                  "Training data: a text file, a folder of text files, an llm.c .bin shard or a "
+                  "folder of shards (default: the built-in corpus)");
+  cmd->add_option("--val-data", o.data.val_path,
+                  "Separate validation data (default: a deterministic share of --data)");
+  cmd->add_option("--val-fraction", o.data.val_fraction, "Share of --data held out for validation")
+      ->capture_default_str();
+  cmd->add_option("--chunk-tokens", o.data.chunk_tokens,
+                  "Granularity of the train/validation split, in tokens")
+      ->capture_default_str();
+  cmd->add_option("--steps", o.steps, "Length of the run in optimizer steps");
+  cmd->add_option("--tokens", a->tokens, "Length of the run in training tokens (e.g. 5e6)");
+  cmd->add_option("--flops", o.flops, "Length of the run in training FLOPs (e.g. 1e15)");
+  cmd->add_option("--batch", o.batch, "Sequences per micro-batch")->capture_default_str();
+  cmd->add_option("--seq", a->seq, "Tokens per sequence (default: the preset's context)");
+  cmd->add_option("--accum", o.accum, "Micro-batches per optimizer step")->capture_default_str();
+  cmd->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--min-lr-ratio", o.min_lr_ratio, "Final learning rate as a share of the peak")
+      ->capture_default_str();
+  cmd->add_option("--warmup", o.warmup, "Warm-up steps (default: 5% of the steps, at most 200)");
+  cmd->add_option("--weight-decay", o.adamw.weight_decay, "AdamW decoupled weight decay")
+      ->capture_default_str();
+  cmd->add_option("--clip", o.clip, "Clip the global gradient norm to this (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of the weights and of the batches")
+      ->capture_default_str();
+  cmd->add_option("--eval-every", o.eval_every, "Validation loss every N steps (0: at the end)")
+      ->capture_default_str();
+  cmd->add_option("--eval-batches", o.eval_batches, "Batches per validation")
+      ->capture_default_str();
+  cmd->add_option("--save-every", o.save_every, "Checkpoint every N steps (0: at the end)")
+      ->capture_default_str();
+  cmd->add_option("--threads", o.threads, "Threads (default: all cores)");
+  cmd->add_option("--out", o.out, "Run folder: checkpoint, metrics.jsonl, state");
+  cmd->add_option("--resume", a->resume,
+                  "Continue the run in this folder from its last checkpoint (other options are "
+                  "taken from the run)");
+  cmd->add_option("--stop-after", a->stop_after,
+                  "Stop after this step with a checkpoint; --resume continues the same run");
+  cmd->add_flag("--quiet", a->quiet, "No progress output");
+  cmd->callback([a] {
+    if (!a->resume.empty()) {
+      print_result(resume(a->resume, a->stop_after, !a->quiet), a->resume);
+      return;
+    }
+    TrainOptions opts = a->o;
+    opts.model = model_from(*a);
+    opts.preset = a->preset;
+    opts.seq = a->seq > 0 ? a->seq : opts.model.max_seq;
+    if (a->tokens < 0) throw std::invalid_argument("--tokens must be positive");
+    opts.tokens = static_cast<std::int64_t>(a->tokens);
+    opts.progress = !a->quiet;
+    print_result(train_until(opts, a->stop_after), opts.out);
+  });
+}
+
+void add_eval_command(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Mean loss, perplexity and (byte-level) bits per byte of a checkpoint on data");
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint or run folder")->required();
+  cmd->add_option("--data", a->data, "Data as for train (default: the built-in corpus)");
+  cmd->add_option("--val-data", a->val_data, "Separate validation data, as for train");
+  cmd->add_option("--split", a->split, "Which part of --data: val, train or all")
+      ->capture_default_str();
+  cmd->add_option("--batch", a->batch, "Sequences per forward pass")->capture_default_str();
+  cmd->add_option("--seq", a->seq, "Tokens per window (default: the model's context)");
+  cmd->add_option("--max-windows", a->max_windows,
+                  "Evaluate at most this many windows, spread over the data (default: all)");
+  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_flag("--json", a->json, "One JSON object on stdout");
+  cmd->callback([a] { run_eval(*a); });
+}
+
+}  // namespace whtlm::cli
