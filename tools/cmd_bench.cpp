@@ -117,6 +117,89 @@ void run_fwht(const FwhtArgs& a) {
       "is.\n");
 }
 
+struct TrainArgs {
+  perf::TrainBenchOptions o;
+  std::string json;
+};
+
+std::unique_ptr<std::ofstream> open_json(const std::string& path, std::ostream*& json) {
+  std::unique_ptr<std::ofstream> file;
+  json = nullptr;
+  if (path.empty()) return file;
+  if (path == "-") {
+    json = &std::cout;
+    return file;
+  }
+  file = std::make_unique<std::ofstream>(path);
+  if (!*file) throw std::runtime_error("--json: cannot open '" + path + "' for writing");
+  json = file.get();
+  return file;
+}
+
+void run_train(const TrainArgs& a) {
+  if (a.o.threads < 0) throw std::invalid_argument("--threads must be >= 0");
+  std::ostream* json = nullptr;
+  const auto file = open_json(a.json, json);
+  perf::TrainBenchOptions o = a.o;
+  o.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
+  std::fprintf(stderr,
+               "whtlm bench train: full training steps (forward, backward, clip, AdamW) on random "
+               "tokens, batch %d x %d, vocab %d; %d rounds of %d steps, projections interleaved\n"
+               "  blas %s\n",
+               o.batch, o.seq, o.vocab, o.repetitions, o.steps, blas_description().c_str());
+  const std::vector<perf::TrainBenchRow> rows = perf::train_bench(o);
+  Table t({"preset", "proj", "params", "tokens/s", "min", "max", "vs dense", "FLOPs ratio",
+           "GFLOP/s", "activations MiB", "peak RSS MiB"});
+  for (const perf::TrainBenchRow& r : rows) {
+    const perf::TrainBenchRow* dense = nullptr;
+    for (const perf::TrainBenchRow& d : rows)
+      if (d.preset == r.preset && d.proj == "dense") dense = &d;
+    const double speed = dense ? r.tokens_per_s.median / dense->tokens_per_s.median : 0;
+    // Expected throughput ratio if time followed the FLOPs count.
+    const double expect = dense ? dense->flops_train_per_token / r.flops_train_per_token : 0;
+    t.add({r.preset, r.proj, fmt("%.2fM", double(r.params) / 1e6),
+           fmt("%.0f", r.tokens_per_s.median), fmt("%.0f", r.tokens_per_s.min),
+           fmt("%.0f", r.tokens_per_s.max), dense ? fmt("%.3f", speed) : "-",
+           dense ? fmt("%.3f", expect) : "-",
+           fmt("%.1f", r.tokens_per_s.median * r.flops_train_per_token / 1e9),
+           fmt("%.0f", double(r.activation_bytes) / 1048576.0),
+           fmt("%.0f", double(r.peak_rss_bytes) / 1048576.0)});
+    if (json != nullptr) {
+      nlohmann::json j{{"bench", "train"},
+                       {"impl", "whtlm"},
+                       {"preset", r.preset},
+                       {"proj", r.proj},
+                       {"batch", r.batch},
+                       {"seq", r.seq},
+                       {"threads", r.threads},
+                       {"vocab", r.vocab},
+                       {"tokens_per_s", r.tokens_per_s.median},
+                       {"min", r.tokens_per_s.min},
+                       {"max", r.tokens_per_s.max},
+                       {"reps", o.repetitions},
+                       {"steps_per_rep", o.steps},
+                       {"params", r.params},
+                       {"flops_train_per_token", r.flops_train_per_token},
+                       {"activation_bytes", r.activation_bytes},
+                       {"peak_rss_bytes", r.peak_rss_bytes},
+                       {"blas", blas_description()}};
+      if (dense) {
+        j["ratio_vs_dense"] = speed;
+        j["flops_ratio_vs_dense"] = expect;
+      }
+      *json << j.dump() << "\n" << std::flush;
+    }
+  }
+  std::FILE* out = json == &std::cout ? stderr : stdout;
+  t.print(out);
+  std::fprintf(
+      out,
+      "tokens/s: median over rounds. vs dense: tokens/s over dense's. FLOPs ratio: dense's "
+      "training FLOPs per token over this one's,\nthe speed-up expected if time followed "
+      "arithmetic. GFLOP/s: analytic training FLOPs per second. peak RSS: whole process so "
+      "far.\n");
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -144,6 +227,26 @@ void add_bench_command(CLI::App& app) {
   f->add_flag("--no-dense", a->no_dense, "Skip the dense sgemm comparison");
   f->add_option("--json", a->json, "Also write JSON lines, one per case, to FILE ('-': stdout)");
   f->callback([a] { run_fwht(*a); });
+
+  auto ta = std::make_shared<TrainArgs>();
+  auto* tr = bench->add_subcommand(
+      "train", "Training tokens/s of dense, wht and identity side by side (random tokens)");
+  tr->add_option("--preset", ta->o.presets, "Presets to measure")
+      ->delimiter(',')
+      ->capture_default_str();
+  tr->add_option("--proj", ta->o.projections, "Output projections to measure")
+      ->delimiter(',')
+      ->capture_default_str();
+  tr->add_option("--batch", ta->o.batch, "Sequences per step")->capture_default_str();
+  tr->add_option("--seq", ta->o.seq, "Tokens per sequence")->capture_default_str();
+  tr->add_option("--vocab", ta->o.vocab, "Vocabulary size of the random tokens")
+      ->capture_default_str();
+  tr->add_option("--threads", ta->o.threads, "Threads (default: all cores)");
+  tr->add_option("--reps", ta->o.repetitions, "Rounds (medians over them)")->capture_default_str();
+  tr->add_option("--steps", ta->o.steps, "Optimizer steps per round and projection")
+      ->capture_default_str();
+  tr->add_option("--json", ta->json, "Also write JSON lines, one per measurement ('-': stdout)");
+  tr->callback([ta] { run_train(*ta); });
 }
 
 }  // namespace whtlm::cli

@@ -55,4 +55,25 @@ struct FwhtSweepRow {
 
 std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& options);
 
+// Training throughput: full optimizer steps (forward, backward, clipping, AdamW) on
+// random tokens, the projections of one preset measured in turn (A B C A B C ...)
+// so drift on a noisy machine affects all alike.
+struct TrainBenchOptions {
+  std::vector<std::string> presets{"tiny", "small", "base"};
+  std::vector<std::string> projections{"dense", "wht", "identity"};
+  int batch = 8, seq = 256, vocab = 8192, threads = 0;
+  int repetitions = 5;  // rounds; each measures `steps` steps per projection
+  int steps = 2;
+  std::function<void(const std::string&)> progress;
+};
+struct TrainBenchRow {
+  std::string preset, proj;
+  int batch = 0, seq = 0, threads = 0, vocab = 0;
+  Summary tokens_per_s;
+  double flops_train_per_token = 0;  // analytic (model_cost)
+  std::size_t params = 0, activation_bytes = 0;
+  std::size_t peak_rss_bytes = 0;  // of the whole process when the row finished
+};
+std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& options);
+
 }  // namespace whtlm::perf

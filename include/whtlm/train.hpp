@@ -44,6 +44,16 @@ double learning_rate(std::int64_t step, std::int64_t warmup, std::int64_t total,
 // sqrt(sum g^2) over the buffer, in double; the same result for a given thread count.
 double global_norm(std::span<const float> g);
 
+// One optimizer step: gradients of the mean loss over `accum` micro-batches of
+// batch x seq tokens (inputs, targets: accum * batch * seq), clipping to a global
+// norm of `clip` (0: none), then AdamW with learning rate lr. `step` counts from 1.
+struct StepResult {
+  double loss = 0, grad_norm = 0;
+};
+StepResult train_step(Transformer& model, AdamW& opt, const std::int32_t* inputs,
+                      const std::int32_t* targets, int batch, int seq, int accum, double lr,
+                      double clip, std::int64_t step);
+
 struct TrainOptions {
   ModelConfig model;
   std::string preset;  // for the record only

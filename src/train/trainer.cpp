@@ -221,7 +221,7 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   const std::int64_t last = stop_after > 0 ? std::min(stop_after, total) : total;
 
   const data::BatchSampler sampler(split.train, o.batch, o.seq, o.seed);
-  std::vector<std::int32_t> inputs(std::size_t(o.batch) * o.seq), targets(inputs.size());
+  std::vector<std::int32_t> inputs(std::size_t(o.batch) * o.seq * o.accum), targets(inputs.size());
   model.reserve(o.batch, o.seq);
 
   const std::string metrics_path = path_in(o.out, "metrics.jsonl");
@@ -253,25 +253,15 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   while (c.step < last) {
     const auto t0 = Clock::now();
     const std::int64_t step = c.step + 1;
-    model.zero_grads();
-    train_loss = 0;
-    for (int micro = 0; micro < o.accum; ++micro) {
-      sampler.fill(static_cast<std::uint64_t>(step), micro, inputs.data(), targets.data());
-      train_loss += model.forward(inputs.data(), targets.data(), o.batch, o.seq) / o.accum;
-      model.backward(1.0f / static_cast<float>(o.accum));
-    }
-    const double norm = global_norm(model.grads());
-    if (!std::isfinite(train_loss) || !std::isfinite(norm))
-      throw std::runtime_error("step " + std::to_string(step) +
-                               ": loss or gradient is not finite "
-                               "(loss " +
-                               std::to_string(train_loss) + "); try a lower --lr");
-    if (o.clip > 0 && norm > o.clip) {
-      const float s = static_cast<float>(o.clip / norm);
-      for (float& g : model.grads()) g *= s;
-    }
+    const std::size_t per_micro = std::size_t(o.batch) * std::size_t(o.seq);
+    for (int micro = 0; micro < o.accum; ++micro)
+      sampler.fill(static_cast<std::uint64_t>(step), micro, inputs.data() + micro * per_micro,
+                   targets.data() + micro * per_micro);
     const double lr = learning_rate(step, warmup, total, o.lr, o.min_lr_ratio);
-    opt.update(model.params().data(), model.grads().data(), static_cast<float>(lr), step);
+    const StepResult sr = train_step(model, opt, inputs.data(), targets.data(), o.batch, o.seq,
+                                     o.accum, lr, o.clip, step);
+    train_loss = sr.loss;
+    const double norm = sr.grad_norm;
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     c.step = step;
     c.tokens += double(tokens_per_step);
@@ -321,6 +311,30 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
 }
 
 }  // namespace
+
+StepResult train_step(Transformer& model, AdamW& opt, const std::int32_t* inputs,
+                      const std::int32_t* targets, int batch, int seq, int accum, double lr,
+                      double clip, std::int64_t step) {
+  StepResult r;
+  model.zero_grads();
+  const std::size_t per_micro = std::size_t(batch) * std::size_t(seq);
+  for (int micro = 0; micro < accum; ++micro) {
+    r.loss +=
+        model.forward(inputs + micro * per_micro, targets + micro * per_micro, batch, seq) / accum;
+    model.backward(1.0f / static_cast<float>(accum));
+  }
+  r.grad_norm = global_norm(model.grads());
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
+    throw std::runtime_error("step " + std::to_string(step) +
+                             ": loss or gradient is not finite (loss " + std::to_string(r.loss) +
+                             "); try a lower --lr");
+  if (clip > 0 && r.grad_norm > clip) {
+    const float s = static_cast<float>(clip / r.grad_norm);
+    for (float& g : model.grads()) g *= s;
+  }
+  opt.update(model.params().data(), model.grads().data(), static_cast<float>(lr), step);
+  return r;
+}
 
 EvalResult evaluate(Transformer& model, std::span<const std::int32_t> tokens, int batch, int seq,
                     std::size_t max_windows) {

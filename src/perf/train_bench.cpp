@@ -1,0 +1,97 @@
+// `whtlm bench train`: training tokens per second of the output projections side by
+// side, one preset at a time.
+#include <chrono>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "whtlm/model.hpp"
+#include "whtlm/perf.hpp"
+#include "whtlm/threads.hpp"
+#include "whtlm/train.hpp"
+#include "whtlm/transformer.hpp"
+
+namespace whtlm::perf {
+
+std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& o) {
+  if (o.batch < 1 || o.seq < 1 || o.vocab < 1 || o.repetitions < 1 || o.steps < 1)
+    throw std::invalid_argument("bench train: batch, seq, vocab, reps and steps must be >= 1");
+  // Check every case before measuring any.
+  std::vector<ModelConfig> configs;
+  for (const std::string& name : o.presets) {
+    ModelConfig c = preset(name);
+    c.vocab_size = o.vocab;
+    if (o.seq > c.max_seq) c.max_seq = o.seq;
+    for (const std::string& p : o.projections) {
+      c.projection = parse_projection(p);
+      c.validate();
+    }
+    configs.push_back(c);
+  }
+  set_num_threads(o.threads > 0 ? o.threads : available_cores());
+
+  std::vector<TrainBenchRow> rows;
+  for (std::size_t pi = 0; pi < configs.size(); ++pi) {
+    struct Case {
+      std::unique_ptr<Transformer> model;
+      std::unique_ptr<AdamW> opt;
+      std::vector<double> samples;
+      std::int64_t step = 0;
+    };
+    std::vector<Case> cases;
+    for (const std::string& p : o.projections) {
+      ModelConfig c = configs[pi];
+      c.projection = parse_projection(p);
+      Case k;
+      k.model = std::make_unique<Transformer>(c);
+      k.model->init_weights(1);
+      k.model->reserve(o.batch, o.seq);
+      k.opt = std::make_unique<AdamW>(k.model->layout(), AdamWConfig{});
+      cases.push_back(std::move(k));
+    }
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int> tok(0, o.vocab - 1);
+    std::vector<std::int32_t> in(std::size_t(o.batch) * o.seq), tg(in.size());
+    for (auto& t : in) t = tok(rng);
+    for (auto& t : tg) t = tok(rng);
+    auto one_step = [&](Case& k) {
+      train_step(*k.model, *k.opt, in.data(), tg.data(), o.batch, o.seq, 1, 1e-4, 1.0, ++k.step);
+    };
+    for (Case& k : cases) one_step(k);  // warm-up: first touch, oneDNN kernel generation
+    for (int rep = 0; rep < o.repetitions; ++rep) {
+      for (std::size_t ci = 0; ci < cases.size(); ++ci) {
+        Case& k = cases[ci];
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int s = 0; s < o.steps; ++s) one_step(k);
+        const double dt =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        k.samples.push_back(double(o.steps) * double(in.size()) / dt);
+        if (o.progress)
+          o.progress(o.presets[pi] + " " + o.projections[ci] + " round " + std::to_string(rep + 1) +
+                     "/" + std::to_string(o.repetitions) + ": " +
+                     std::to_string(static_cast<long>(k.samples.back())) + " tokens/s");
+      }
+    }
+    for (std::size_t ci = 0; ci < cases.size(); ++ci) {
+      TrainBenchRow r;
+      r.preset = o.presets[pi];
+      r.proj = o.projections[ci];
+      r.batch = o.batch;
+      r.seq = o.seq;
+      r.threads = num_threads();
+      r.vocab = o.vocab;
+      r.tokens_per_s = summarize(cases[ci].samples);
+      r.flops_train_per_token =
+          model_cost(cases[ci].model->config(), o.seq).flops_train_per_token();
+      r.params = cases[ci].model->layout().count();
+      r.activation_bytes = cases[ci].model->activation_bytes();
+      r.peak_rss_bytes = peak_rss_bytes();
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+}  // namespace whtlm::perf
