@@ -121,21 +121,56 @@ std::string path_in(const std::string& dir, const char* name) {
   return (fs::path(dir) / name).string();
 }
 
-// Writes the checkpoint: weights, optimizer moments, then the state file that
-// commits it (resume checks the three agree on the step).
+// Removes checkpoints/step-* folders other than `keep` (left behind by a kill
+// between writing a checkpoint and committing it, or superseded).
+void remove_other_checkpoints(const std::string& dir, const std::string& keep) {
+  const fs::path root = fs::path(dir) / "checkpoints";
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return;
+  for (const fs::directory_entry& e : fs::directory_iterator(root, ec))
+    if ((fs::path("checkpoints") / e.path().filename()).string() != keep)
+      fs::remove_all(e.path(), ec);
+}
+
+// Checkpoints survive a kill at any instant. Each one is first written whole into
+// its own folder, checkpoints/step-N/ (model.safetensors, config.json,
+// optimizer.safetensors); then train_state.json is replaced atomically to name it
+// (the commit); then the run folder's top-level model.safetensors, config.json and
+// optimizer.safetensors become hard links to the new files (each replaced
+// atomically; a copy where links are not possible); then older step folders go.
+// Resume reads only what train_state.json names, so it never sees a half-written
+// checkpoint.
+void link_or_copy(const fs::path& from, const fs::path& to) {
+  const fs::path tmp = to.string() + ".tmp";
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  fs::create_hard_link(from, tmp, ec);
+  if (ec) fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
+  fs::rename(tmp, to);
+}
+
 void save_checkpoint(const std::string& dir, const TrainOptions& o, const Transformer& model,
                      AdamW& opt, const Counters& c) {
+  const std::string name = "checkpoints/step-" + std::to_string(c.step);
+  const fs::path ck = fs::path(dir) / name;
   const std::map<std::string, std::string> meta{{"step", std::to_string(c.step)}};
-  save_model(dir, model.layout(), model.params().data(), meta);
+  save_model(ck.string(), model.layout(), model.params().data(), meta);
   const auto n = static_cast<std::int64_t>(model.layout().total_floats());
-  io::write_safetensors(path_in(dir, "optimizer.safetensors"),
+  io::write_safetensors((ck / "optimizer.safetensors").string(),
                         {{"exp_avg", io::DType::f32, {n}, opt.exp_avg().data()},
                          {"exp_avg_sq", io::DType::f32, {n}, opt.exp_avg_sq().data()}},
                         meta);
-  const json state{{"step", c.step},           {"tokens", c.tokens},
-                   {"flops", c.flops},         {"elapsed_s", c.elapsed},
-                   {"threads", num_threads()}, {"options", options_to_json(o)}};
+  const json state{{"step", c.step},
+                   {"checkpoint", name},
+                   {"tokens", c.tokens},
+                   {"flops", c.flops},
+                   {"elapsed_s", c.elapsed},
+                   {"threads", num_threads()},
+                   {"options", options_to_json(o)}};
   io::write_file_atomic(path_in(dir, "train_state.json"), state.dump(2) + "\n");
+  for (const char* f : {"model.safetensors", "config.json", "optimizer.safetensors"})
+    link_or_copy(ck / f, fs::path(dir) / f);
+  remove_other_checkpoints(dir, name);
 }
 
 // Keeps the metrics records of steps up to `step` (a resumed run rewrites the rest).
@@ -180,6 +215,7 @@ std::string duration(double s) {
   return buf;
 }
 
+// resume_from: the checkpoint folder to start from (empty: a fresh run).
 TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
                 std::int64_t stop_after) {
   check_options(o);
@@ -207,8 +243,7 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
       throw std::runtime_error(resume_from + ": checkpoint files disagree (train_state.json step " +
                                want + ", model.safetensors " + step_of(m1) +
                                ", optimizer.safetensors " + step_of(os.metadata()) +
-                               "): the run was stopped while saving; no consistent state to "
-                               "resume from");
+                               "): the checkpoint was changed after it was written");
   }
 
   const std::int64_t tokens_per_step = std::int64_t(o.batch) * o.seq * o.accum;
@@ -383,15 +418,23 @@ TrainResult resume(const std::string& run_dir, std::int64_t stop_after, bool pro
   } catch (const json::exception& e) {
     throw std::runtime_error(state_path + ": not valid JSON: " + e.what());
   }
-  TrainOptions o = options_from_json(state.at("options"), state_path);
-  o.out = run_dir;
-  o.progress = progress;
+  TrainOptions o;
   Counters c;
-  c.step = state.at("step").get<std::int64_t>();
-  c.tokens = state.at("tokens").get<double>();
-  c.flops = state.at("flops").get<double>();
-  c.elapsed = state.at("elapsed_s").get<double>();
-  return run(o, c, run_dir, stop_after);
+  std::string ck;
+  try {
+    o = options_from_json(state.at("options"), state_path);
+    o.out = run_dir;
+    o.progress = progress;
+    c.step = state.at("step").get<std::int64_t>();
+    c.tokens = state.at("tokens").get<double>();
+    c.flops = state.at("flops").get<double>();
+    c.elapsed = state.at("elapsed_s").get<double>();
+    ck = state.at("checkpoint").get<std::string>();
+    remove_other_checkpoints(run_dir, ck);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(state_path + ": " + e.what());
+  }
+  return run(o, c, path_in(run_dir, ck.c_str()), stop_after);
 }
 
 }  // namespace whtlm
