@@ -98,13 +98,15 @@ template <class T>
 void embedding_backward(T* dwte, T* dwpe, const T* dx, const std::int32_t* tokens, std::size_t rows,
                         std::size_t seq, std::size_t d);
 
-// Softmax cross-entropy over the vocabulary. losses[r] = -log softmax(logits[r])[target].
+// Softmax cross-entropy over the vocabulary. losses[r] = -log softmax(logits[r])[target];
+// lse[r] = log-sum-exp of the row (saved for the backward).
 template <class T>
-void cross_entropy_forward(T* losses, const T* logits, const std::int32_t* targets,
+void cross_entropy_forward(T* losses, T* lse, const T* logits, const std::int32_t* targets,
                            std::size_t rows, std::size_t vocab);
-// Overwrites logits with d(scale * sum losses)/d logits = scale * (softmax - onehot).
+// Overwrites logits with d(scale * sum losses)/d logits = scale * (softmax - onehot),
+// one pass using the forward's lse.
 template <class T>
-void cross_entropy_backward(T* logits, const std::int32_t* targets, std::size_t rows,
+void cross_entropy_backward(T* logits, const T* lse, const std::int32_t* targets, std::size_t rows,
                             std::size_t vocab, T scale);
 
 // Small vector helpers the model composes with.

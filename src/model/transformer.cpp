@@ -75,7 +75,7 @@ struct ArenaPlan {
     norm_f = take(n * d);
     norm_f_stats = take(2 * n);
     logits = take(n * V);
-    losses = take(n);
+    losses = take(2 * n);  // per-row loss, then per-row log-sum-exp
     d_resid = take(n * d);
     d_x = take(n * d);
     d_qkv = take(qkv_stride);
@@ -304,7 +304,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   m.can_backward = targets != nullptr;
   if (targets == nullptr) return 0.0;
   float* losses = act + a.losses;
-  backend::cross_entropy_forward(losses, logits, targets, n, V);
+  backend::cross_entropy_forward(losses, losses + n, logits, targets, n, V);
   double sum = 0;
   for (std::size_t i = 0; i < n; ++i) sum += losses[i];
   return sum / static_cast<double>(n);
@@ -335,7 +335,8 @@ void Transformer::backward(float loss_scale) {
 
   // logits -> d logits in place; then the head and the final norm.
   float* logits = act + a.logits;
-  backend::cross_entropy_backward(logits, m.targets, n, V, loss_scale / static_cast<float>(n));
+  backend::cross_entropy_backward(logits, act + a.losses + n, m.targets, n, V,
+                                  loss_scale / static_cast<float>(n));
   m.logits_valid = m.can_backward = false;
   const float* hf = act + a.norm_f;
   const float* stf = act + a.norm_f_stats;

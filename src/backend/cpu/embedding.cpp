@@ -66,27 +66,27 @@ T row_logsumexp(const T* z, std::size_t vocab, T& m) {
 }  // namespace
 
 template <class T>
-void cross_entropy_forward(T* losses, const T* logits, const std::int32_t* targets,
+void cross_entropy_forward(T* losses, T* lse, const T* logits, const std::int32_t* targets,
                            std::size_t rows, std::size_t vocab) {
   cpu::parallel_ranges(rows, rows * vocab, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* z = logits + r * vocab;
       T m;
-      losses[r] = row_logsumexp(z, vocab, m) - z[targets[r]];
+      lse[r] = row_logsumexp(z, vocab, m);
+      losses[r] = lse[r] - z[targets[r]];
     }
   });
 }
 
 template <class T>
-void cross_entropy_backward(T* logits, const std::int32_t* targets, std::size_t rows,
+void cross_entropy_backward(T* logits, const T* lse, const std::int32_t* targets, std::size_t rows,
                             std::size_t vocab, T scale) {
   cpu::parallel_ranges(rows, rows * vocab, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       T* z = logits + r * vocab;
-      T m;
-      const T lse = row_logsumexp(z, vocab, m);
+      const T l = lse[r];
 #pragma omp simd
-      for (std::size_t j = 0; j < vocab; ++j) z[j] = scale * cpu::vexp(z[j] - lse);
+      for (std::size_t j = 0; j < vocab; ++j) z[j] = scale * cpu::vexp(z[j] - l);
       z[targets[r]] -= scale;
     }
   });
@@ -97,9 +97,10 @@ void cross_entropy_backward(T* logits, const std::int32_t* targets, std::size_t 
                                      std::size_t, std::size_t);                                \
   template void embedding_backward<T>(T*, T*, const T*, const std::int32_t*, std::size_t,      \
                                       std::size_t, std::size_t);                               \
-  template void cross_entropy_forward<T>(T*, const T*, const std::int32_t*, std::size_t,       \
+  template void cross_entropy_forward<T>(T*, T*, const T*, const std::int32_t*, std::size_t,   \
                                          std::size_t);                                         \
-  template void cross_entropy_backward<T>(T*, const std::int32_t*, std::size_t, std::size_t, T);
+  template void cross_entropy_backward<T>(T*, const T*, const std::int32_t*, std::size_t,      \
+                                          std::size_t, T);
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE
