@@ -4,14 +4,7 @@
 # JSON line per case. Usage: cli_test.sh PATH/TO/whtlm
 set -uo pipefail
 whtlm="$1"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-passes=0
-
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [ "$2" -eq 0 ]; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi
-}
+source "$(dirname "$0")/testlib.sh"
 
 "$whtlm" --help >"$tmp/help" 2>&1
 check "--help exits 0" $?
@@ -52,5 +45,4 @@ check "--json - leaves only JSON on stdout" $?
 [ $? -ne 0 ] && grep -q -- "--threads" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ]
 check "--threads 0 refused before any work" $?
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish

@@ -5,14 +5,7 @@
 set -uo pipefail
 whtlm="$1"
 python=/usr/bin/python3
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-passes=0
-
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [ "$2" -eq 0 ]; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi
-}
+source "$(dirname "$0")/testlib.sh"
 
 # Runs a Python check script on stdin with arguments; it prints one "ok NAME" or
 # "FAIL: NAME" line per check, which are counted here.
@@ -180,5 +173,4 @@ refused "--seq beyond the context refused" "tiny" --preset tiny --seq 100000
 "$whtlm" params >/dev/null 2>&1
 [ $? -ne 0 ]; check "--preset is required" $?
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish

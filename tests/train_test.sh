@@ -9,13 +9,7 @@
 set -uo pipefail
 whtlm="$1"
 py=/usr/bin/python3
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-passes=0
-check() {  # check NAME EXIT-CODE
-  if [ "$2" -eq 0 ]; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi
-}
+source "$(dirname "$0")/testlib.sh"
 refused() {  # refused NAME PATTERN -- command...: non-zero exit and PATTERN in stderr
   local name="$1" pattern="$2"
   shift 3
@@ -147,5 +141,4 @@ refused "corrupt shard header" "bad.bin: bad magic 12345" -- \
 refused "token outside the vocabulary" "300" -- \
   "$whtlm" train "${small[@]}" --steps 1 --data "$tmp/oov.bin" --val-fraction 0.5 --chunk-tokens 1000 --out "$tmp/x5"
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish
