@@ -190,8 +190,9 @@ void add_init_command(CLI::App& app) {
   auto seed = std::make_shared<std::uint64_t>(1);
   auto out = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
-      "init", "Write a freshly initialised model as a checkpoint folder (config.json + "
-              "model.safetensors), e.g. for benchmarks or to compare with other runtimes");
+      "init",
+      "Write a freshly initialised model as a checkpoint folder (config.json + "
+      "model.safetensors), e.g. for benchmarks or to compare with other runtimes");
   add_model_options(cmd, *a);
   cmd->add_option("--seq", a->seq, "Context length (default: the preset's)");
   cmd->add_option("--seed", *seed, "Seed of the weights")->capture_default_str();
@@ -200,8 +201,7 @@ void add_init_command(CLI::App& app) {
     Transformer model(model_from(*a));
     model.init_weights(*seed);
     save_model(*out, model.layout(), model.params().data());
-    std::fprintf(stderr, "whtlm init: %s -> %s\n", describe(model.config()).c_str(),
-                 out->c_str());
+    std::fprintf(stderr, "whtlm init: %s -> %s\n", describe(model.config()).c_str(), out->c_str());
   });
 }
 
