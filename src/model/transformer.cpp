@@ -194,8 +194,10 @@ void Transformer::reserve(int batch, int seq) {
     throw std::invalid_argument("sequence length " + std::to_string(seq) +
                                 " outside 1..max_seq = " + std::to_string(config().max_seq));
   if (batch == m.cap_batch && seq == m.cap_seq) return;
+  // The plan follows the shape; the buffer only grows, so a smaller batch (the last
+  // evaluation batch) does not reallocate.
   m.plan = ArenaPlan(config(), *m.proj, batch, seq);
-  m.arena = FloatBuffer(m.plan.total);
+  if (m.plan.total > m.arena.size()) m.arena = FloatBuffer(m.plan.total);
   m.cap_batch = batch;
   m.cap_seq = seq;
   m.logits_valid = m.can_backward = false;
