@@ -12,5 +12,6 @@ void add_params_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_init_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 
 }  // namespace whtlm::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   whtlm::cli::add_train_command(app);
   whtlm::cli::add_eval_command(app);
   whtlm::cli::add_init_command(app);
+  whtlm::cli::add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -45,7 +45,7 @@ class Transformer {
   const ParamLayout& layout() const;
   std::span<float> params();
   std::span<const float> params() const;
-  std::span<float> grads();
+  std::span<float> grads();  // allocated on first use
 
   // GPT-2's initialisation (see TensorInit), seeded; padding stays zero.
   void init_weights(std::uint64_t seed);

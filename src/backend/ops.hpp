@@ -71,6 +71,14 @@ template <class T>
 void rope_backward(T* dqkv, const T* cos, const T* sin, std::size_t rows, std::size_t seq,
                    std::size_t n_head, std::size_t n_kv, std::size_t hd);
 
+// The same rotation at explicit positions: row r has position positions[r] (inference,
+// where rows of different sequences and offsets are packed together). cos, sin cover
+// every position used.
+template <class T>
+void rope_forward_at(T* qkv, const T* cos, const T* sin, std::size_t rows,
+                     const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
+                     std::size_t hd);
+
 // Causal multi-head attention with grouped-query heads, computed in blocks of query
 // rows so no seq x seq matrix is kept: the forward saves only the log-sum-exp of each
 // row's scores, and the backward recomputes the probabilities from it.
@@ -88,11 +96,31 @@ template <class T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
                         const AttentionShape& s, T* scratch);
 
+// Attention of packed query rows against a KV cache (inference). The rows come in
+// segments: segment i holds rows [row0, row0 + count) of cache slot `slot`, at
+// positions pos0 .. pos0 + count - 1; each row attends to cache positions 0 .. its
+// own (which must already hold k and v). q: rows of the fused qkv activation (row
+// stride q_stride, q heads first); out: [rows, n_head * hd]. Cache layout:
+// [slot][kv head][position][hd], max_len positions per (slot, kv head).
+struct CachedSegment {
+  std::size_t slot = 0, row0 = 0, count = 0, pos0 = 0;
+};
+struct CacheShape {
+  std::size_t n_head = 0, n_kv = 0, hd = 0, max_len = 0;
+};
+std::size_t attention_cached_scratch_size(const CacheShape& s);
+void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,
+                      const float* v_cache, const CachedSegment* segments, std::size_t n_segments,
+                      const CacheShape& s, float* scratch);
+
 // Token (and, when wpe != nullptr, learned position) embedding:
 // x[r] = wte[tokens[r]] + wpe[r % seq].
 template <class T>
 void embedding_forward(T* x, const std::int32_t* tokens, const T* wte, const T* wpe,
                        std::size_t rows, std::size_t seq, std::size_t d);
+// The same with explicit positions (inference): x[r] = wte[tokens[r]] + wpe[positions[r]].
+void embedding_forward_at(float* x, const std::int32_t* tokens, const float* wte, const float* wpe,
+                          std::size_t rows, const std::int32_t* positions, std::size_t d);
 // dwte += scattered dx; dwpe += dx summed per position (when dwpe != nullptr).
 template <class T>
 void embedding_backward(T* dwte, T* dwpe, const T* dx, const std::int32_t* tokens, std::size_t rows,

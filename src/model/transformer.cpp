@@ -132,7 +132,6 @@ struct Transformer::Impl {
         proj(model::make_output_projection(c.projection, c.d_model, c.has_bias(),
                                            c.family == Family::gpt2)),
         params(layout.total_floats()),
-        grads(layout.total_floats()),
         plan(c, *proj, 0, 0) {
     if (c.family == Family::llama) {
       const std::size_t half = static_cast<std::size_t>(c.head_dim() / 2);
@@ -153,9 +152,15 @@ const ModelConfig& Transformer::config() const { return impl_->layout.config(); 
 const ParamLayout& Transformer::layout() const { return impl_->layout; }
 std::span<float> Transformer::params() { return impl_->params.span(); }
 std::span<const float> Transformer::params() const { return impl_->params.span(); }
-std::span<float> Transformer::grads() { return impl_->grads.span(); }
+// The gradient buffer is allocated on first use, so a model that only runs
+// inference holds its weights once.
+std::span<float> Transformer::grads() {
+  if (impl_->grads.size() == 0) impl_->grads = FloatBuffer(impl_->layout.total_floats());
+  return impl_->grads.span();
+}
 void Transformer::zero_grads() {
-  std::memset(impl_->grads.data(), 0, impl_->grads.size() * sizeof(float));
+  const std::span<float> g = grads();
+  std::memset(g.data(), 0, g.size() * sizeof(float));
 }
 std::size_t Transformer::activation_bytes() const { return impl_->arena.size() * sizeof(float); }
 
@@ -324,7 +329,7 @@ void Transformer::backward(float loss_scale) {
   const std::size_t seq = static_cast<std::size_t>(m.seq);
   float* act = m.arena.data();
   const float* P = m.params.data();
-  float* G = m.grads.data();
+  float* G = grads().data();
   const ParamLayout& lay = m.layout;
   const AttentionShape shape{static_cast<std::size_t>(m.batch), seq,
                              static_cast<std::size_t>(c.n_head),

@@ -30,6 +30,23 @@ void embedding_forward(T* x, const std::int32_t* tokens, const T* wte, const T* 
   });
 }
 
+void embedding_forward_at(float* x, const std::int32_t* tokens, const float* wte, const float* wpe,
+                          std::size_t rows, const std::int32_t* positions, std::size_t d) {
+  cpu::parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
+    for (std::size_t r = r0; r < r0 + nr; ++r) {
+      const float* e = wte + static_cast<std::size_t>(tokens[r]) * d;
+      float* xr = x + r * d;
+      if (wpe == nullptr) {
+        std::memcpy(xr, e, d * sizeof(float));
+      } else {
+        const float* pe = wpe + static_cast<std::size_t>(positions[r]) * d;
+#pragma omp simd
+        for (std::size_t i = 0; i < d; ++i) xr[i] = e[i] + pe[i];
+      }
+    }
+  });
+}
+
 // Rows are visited in order and each thread owns a range of columns, so repeated
 // tokens add up in the same order whatever the thread count.
 template <class T>

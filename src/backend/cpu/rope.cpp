@@ -10,13 +10,16 @@ namespace whtlm::backend {
 namespace {
 
 // Rotates the q and k heads of rows [r0, r0 + nr) by +angle (sign = 1) or -angle.
+// Row r is at position positions[r], or r % seq when positions is null.
 template <class T>
 void rotate(T* qkv, const T* cos, const T* sin, std::size_t r0, std::size_t nr, std::size_t seq,
-            std::size_t heads, std::size_t width, std::size_t hd, T sign) {
+            const std::int32_t* positions, std::size_t heads, std::size_t width, std::size_t hd,
+            T sign) {
   const std::size_t half = hd / 2;
   for (std::size_t r = r0; r < r0 + nr; ++r) {
-    const T* c = cos + (r % seq) * half;
-    const T* s = sin + (r % seq) * half;
+    const std::size_t pos = positions != nullptr ? static_cast<std::size_t>(positions[r]) : r % seq;
+    const T* c = cos + pos * half;
+    const T* s = sin + pos * half;
     for (std::size_t h = 0; h < heads; ++h) {
       T* a = qkv + r * width + h * hd;
       T* b = a + half;
@@ -50,7 +53,7 @@ void rope_forward(T* qkv, const T* cos, const T* sin, std::size_t rows, std::siz
                   std::size_t n_head, std::size_t n_kv, std::size_t hd) {
   const std::size_t width = (n_head + 2 * n_kv) * hd;
   cpu::parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
-    rotate(qkv, cos, sin, r0, nr, seq, n_head + n_kv, width, hd, T(1));
+    rotate(qkv, cos, sin, r0, nr, seq, nullptr, n_head + n_kv, width, hd, T(1));
   });
 }
 
@@ -60,7 +63,17 @@ void rope_backward(T* dqkv, const T* cos, const T* sin, std::size_t rows, std::s
                    std::size_t n_head, std::size_t n_kv, std::size_t hd) {
   const std::size_t width = (n_head + 2 * n_kv) * hd;
   cpu::parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
-    rotate(dqkv, cos, sin, r0, nr, seq, n_head + n_kv, width, hd, T(-1));
+    rotate(dqkv, cos, sin, r0, nr, seq, nullptr, n_head + n_kv, width, hd, T(-1));
+  });
+}
+
+template <class T>
+void rope_forward_at(T* qkv, const T* cos, const T* sin, std::size_t rows,
+                     const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
+                     std::size_t hd) {
+  const std::size_t width = (n_head + 2 * n_kv) * hd;
+  cpu::parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
+    rotate(qkv, cos, sin, r0, nr, 1, positions, n_head + n_kv, width, hd, T(1));
   });
 }
 
@@ -69,7 +82,9 @@ void rope_backward(T* dqkv, const T* cos, const T* sin, std::size_t rows, std::s
   template void rope_forward<T>(T*, const T*, const T*, std::size_t, std::size_t, std::size_t,  \
                                 std::size_t, std::size_t);                                      \
   template void rope_backward<T>(T*, const T*, const T*, std::size_t, std::size_t, std::size_t, \
-                                 std::size_t, std::size_t);
+                                 std::size_t, std::size_t);                                     \
+  template void rope_forward_at<T>(T*, const T*, const T*, std::size_t, const std::int32_t*,    \
+                                   std::size_t, std::size_t, std::size_t);
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE

@@ -1,0 +1,266 @@
+// The inference pass: the same blocks as the training forward (src/model), run over
+// packed rows of several sequences at their own positions, with keys and values
+// kept in a cache instead of recomputed. Nothing is kept for a backward pass.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "backend/cpu/blas.hpp"
+#include "backend/ops.hpp"
+#include "model/projection.hpp"
+#include "whtlm/infer.hpp"
+#include "whtlm/transformer.hpp"
+
+namespace whtlm {
+
+using backend::CachedSegment;
+using backend::CacheShape;
+
+struct InferenceSession::Impl {
+  ModelConfig c;
+  ParamLayout layout;
+  const float* P;
+  std::unique_ptr<model::OutputProjection> proj;
+  int max_batch, max_len;
+  std::size_t chunk;  // rows per pass
+  std::size_t d, ff, V, qkvd, hd, fc_width;
+  bool gpt2;
+  CacheShape cache_shape;
+  std::size_t cache_layer;  // floats per layer of the K (or V) cache
+  FloatBuffer k_cache, v_cache;
+  // Activations for one chunk of rows.
+  FloatBuffer x, h, qkv, att, fc, act, stats, scratch, att_scratch;
+  FloatBuffer rope_cos, rope_sin;
+  FloatBuffer logits;               // [max_batch, V]
+  std::vector<float> chunk_logits;  // [chunk, V], only for all_logits
+  std::vector<int> lengths;
+  std::vector<std::int32_t> tokens, positions;
+
+  Impl(const ModelConfig& config, const float* params, int batch, int len, int chunk_rows)
+      : c(config), layout(config), P(params), max_batch(batch), max_len(len) {
+    if (batch < 1) throw std::invalid_argument("inference batch must be at least 1");
+    if (len < 1 || len > c.max_seq)
+      throw std::invalid_argument("inference length " + std::to_string(len) +
+                                  " outside 1..context = " + std::to_string(c.max_seq));
+    if (chunk_rows < 1) throw std::invalid_argument("chunk rows must be at least 1");
+    gpt2 = c.family == Family::gpt2;
+    proj = model::make_output_projection(c.projection, c.d_model, c.has_bias(), gpt2);
+    d = c.d_model;
+    ff = c.ff();
+    V = c.vocab_size;
+    qkvd = c.qkv_dim();
+    hd = c.head_dim();
+    fc_width = gpt2 ? ff : 2 * ff;
+    chunk = std::max<std::size_t>(
+        std::size_t(batch),
+        std::min<std::size_t>(std::size_t(chunk_rows), std::size_t(batch) * len));
+    cache_shape = {std::size_t(c.n_head), std::size_t(c.n_kv_head), hd, std::size_t(len)};
+    cache_layer = std::size_t(batch) * c.n_kv_head * std::size_t(len) * hd;
+    k_cache = FloatBuffer(cache_layer * c.n_layer);
+    v_cache = FloatBuffer(cache_layer * c.n_layer);
+    x = FloatBuffer(chunk * d);
+    h = FloatBuffer(chunk * d);
+    qkv = FloatBuffer(chunk * qkvd);
+    att = FloatBuffer(chunk * d);
+    fc = FloatBuffer(chunk * fc_width);
+    act = FloatBuffer(chunk * ff);
+    stats = FloatBuffer(2 * chunk);
+    scratch = FloatBuffer(std::max<std::size_t>(1, proj->scratch_size(chunk)));
+    att_scratch = FloatBuffer(backend::attention_cached_scratch_size(cache_shape));
+    logits = FloatBuffer(std::size_t(batch) * V);
+    if (!gpt2) {
+      rope_cos = FloatBuffer(std::size_t(len) * hd / 2);
+      rope_sin = FloatBuffer(std::size_t(len) * hd / 2);
+      backend::rope_tables(rope_cos.data(), rope_sin.data(), std::size_t(len), hd, c.rope_theta);
+    }
+    lengths.assign(std::size_t(batch), 0);
+    backend::cpu::flush_denormals();
+  }
+
+  void norm(float* y, const float* in, std::size_t w, std::size_t b, std::size_t n) {
+    if (gpt2)
+      backend::layernorm_forward(y, stats.data(), stats.data() + n, in, P + w, P + b, n, d,
+                                 c.norm_eps);
+    else
+      backend::rmsnorm_forward(y, stats.data(), in, P + w, n, d, c.norm_eps);
+  }
+
+  // Runs n rows (tokens/positions filled, segments describing them) through the
+  // blocks; x holds the final residual stream afterwards.
+  void blocks(std::size_t n, const std::vector<CachedSegment>& segs) {
+    backend::embedding_forward_at(x.data(), tokens.data(), P + layout.wte,
+                                  gpt2 ? P + layout.wpe : nullptr, n, positions.data(), d);
+    const std::size_t k_off = std::size_t(c.n_head) * hd, v_off = k_off + c.n_kv_head * hd;
+    for (int l = 0; l < c.n_layer; ++l) {
+      const BlockOffsets& w = layout.blocks[std::size_t(l)];
+      float* kc = k_cache.data() + std::size_t(l) * cache_layer;
+      float* vc = v_cache.data() + std::size_t(l) * cache_layer;
+      norm(h.data(), x.data(), w.norm1_w, w.norm1_b, n);
+      backend::linear_forward(qkv.data(), h.data(), P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d,
+                              qkvd, gpt2);
+      if (!gpt2)
+        backend::rope_forward_at(qkv.data(), rope_cos.data(), rope_sin.data(), n, positions.data(),
+                                 std::size_t(c.n_head), std::size_t(c.n_kv_head), hd);
+      // Keys and values of these rows into the cache at their positions.
+      for (const CachedSegment& g : segs)
+        for (std::size_t r = 0; r < g.count; ++r) {
+          const float* row = qkv.data() + (g.row0 + r) * qkvd;
+          for (std::size_t kv = 0; kv < std::size_t(c.n_kv_head); ++kv) {
+            const std::size_t at =
+                ((g.slot * c.n_kv_head + kv) * std::size_t(max_len) + g.pos0 + r) * hd;
+            std::memcpy(kc + at, row + k_off + kv * hd, hd * sizeof(float));
+            std::memcpy(vc + at, row + v_off + kv * hd, hd * sizeof(float));
+          }
+        }
+      backend::attention_cached(att.data(), qkv.data(), qkvd, kc, vc, segs.data(), segs.size(),
+                                cache_shape, att_scratch.data());
+      proj->forward(x.data(), att.data(), P + w.proj, n);  // x += P(att)
+      norm(h.data(), x.data(), w.norm2_w, w.norm2_b, n);
+      backend::linear_forward(fc.data(), h.data(), P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d,
+                              fc_width, gpt2);
+      if (gpt2)
+        backend::gelu_forward(act.data(), fc.data(), n * ff);
+      else
+        backend::swiglu_forward(act.data(), fc.data(), n, ff);
+      backend::gemm<float>(Trans::no, gpt2 ? Trans::no : Trans::yes, n, d, ff, 1.0f, act.data(), ff,
+                           P + w.down_w, gpt2 ? d : ff, 1.0f, x.data(), d);
+      if (gpt2) {
+        const float* b = P + w.down_b;
+        for (std::size_t r = 0; r < n; ++r)
+          for (std::size_t i = 0; i < d; ++i) x.data()[r * d + i] += b[i];
+      }
+    }
+  }
+
+  // Final norm and head for the chosen rows of x, logits to dst ([rows.size(), V]).
+  void head(const std::vector<std::size_t>& rows, float* dst) {
+    if (rows.empty()) return;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      std::memcpy(att.data() + i * d, x.data() + rows[i] * d, d * sizeof(float));
+    norm(h.data(), att.data(), layout.norm_f_w, layout.norm_f_b, rows.size());
+    backend::linear_forward(dst, h.data(), P + layout.head, static_cast<const float*>(nullptr),
+                            rows.size(), d, V, false);
+  }
+
+  void check_token(std::int32_t t, const std::string& where) const {
+    if (t < 0 || std::size_t(t) >= V)
+      throw std::out_of_range(where + ": token " + std::to_string(t) +
+                              " outside the vocabulary 0.." + std::to_string(V - 1));
+  }
+};
+
+InferenceSession::InferenceSession(const ModelConfig& config, const float* params, int max_batch,
+                                   int max_len, int chunk_rows)
+    : impl_(std::make_unique<Impl>(config, params, max_batch, max_len, chunk_rows)) {}
+InferenceSession::~InferenceSession() = default;
+
+std::size_t InferenceSession::kv_cache_bytes(const ModelConfig& c, int max_batch, int max_len) {
+  return 2 * sizeof(float) * std::size_t(c.n_layer) * std::size_t(max_batch) *
+         std::size_t(c.n_kv_head) * std::size_t(max_len) * std::size_t(c.head_dim());
+}
+std::size_t InferenceSession::kv_cache_bytes() const {
+  return kv_cache_bytes(impl_->c, impl_->max_batch, impl_->max_len);
+}
+std::size_t InferenceSession::activation_bytes() const {
+  const Impl& m = *impl_;
+  return sizeof(float) *
+         (m.x.size() + m.h.size() + m.qkv.size() + m.att.size() + m.fc.size() + m.act.size() +
+          m.stats.size() + m.scratch.size() + m.att_scratch.size() + m.logits.size());
+}
+int InferenceSession::max_batch() const { return impl_->max_batch; }
+int InferenceSession::max_len() const { return impl_->max_len; }
+int InferenceSession::length(int slot) const { return impl_->lengths.at(std::size_t(slot)); }
+
+std::span<const float> InferenceSession::prefill(
+    const std::vector<std::vector<std::int32_t>>& prompts, std::vector<float>* all_logits) {
+  Impl& m = *impl_;
+  if (prompts.empty() || prompts.size() > std::size_t(m.max_batch))
+    throw std::invalid_argument("prefill: " + std::to_string(prompts.size()) +
+                                " prompts for a session of batch " + std::to_string(m.max_batch));
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty())
+      throw std::invalid_argument("prompt " + std::to_string(i) + " is empty");
+    if (prompts[i].size() > std::size_t(m.max_len))
+      throw std::invalid_argument(
+          "prompt " + std::to_string(i) + " has " + std::to_string(prompts[i].size()) +
+          " tokens, more than the session's length " + std::to_string(m.max_len));
+    for (std::int32_t t : prompts[i]) m.check_token(t, "prompt " + std::to_string(i));
+    total += prompts[i].size();
+  }
+  std::fill(m.lengths.begin(), m.lengths.end(), 0);
+  if (all_logits != nullptr) all_logits->assign(total * m.V, 0.0f);
+  // Walk the prompts in chunks of at most m.chunk rows.
+  std::size_t seq = 0, pos = 0, done = 0;
+  while (seq < prompts.size()) {
+    std::vector<CachedSegment> segs;
+    std::vector<std::size_t> last_rows, last_seqs;
+    m.tokens.clear();
+    m.positions.clear();
+    std::size_t rows = 0;
+    while (seq < prompts.size() && rows < m.chunk) {
+      const std::size_t take = std::min(prompts[seq].size() - pos, m.chunk - rows);
+      segs.push_back({seq, rows, take, pos});
+      for (std::size_t r = 0; r < take; ++r) {
+        m.tokens.push_back(prompts[seq][pos + r]);
+        m.positions.push_back(static_cast<std::int32_t>(pos + r));
+      }
+      rows += take;
+      pos += take;
+      if (pos == prompts[seq].size()) {
+        last_rows.push_back(rows - 1);
+        last_seqs.push_back(seq);
+        m.lengths[seq] = static_cast<int>(pos);
+        ++seq;
+        pos = 0;
+      }
+    }
+    m.blocks(rows, segs);
+    std::vector<float> tmp(last_rows.size() * m.V);
+    m.head(last_rows, tmp.data());
+    for (std::size_t i = 0; i < last_seqs.size(); ++i)
+      std::memcpy(m.logits.data() + last_seqs[i] * m.V, tmp.data() + i * m.V, m.V * sizeof(float));
+    if (all_logits != nullptr) {
+      std::vector<std::size_t> every(rows);
+      for (std::size_t r = 0; r < rows; ++r) every[r] = r;
+      m.head(every, all_logits->data() + done * m.V);
+    }
+    done += rows;
+  }
+  return {m.logits.data(), prompts.size() * m.V};
+}
+
+std::span<const float> InferenceSession::decode(std::span<const int> slots,
+                                                std::span<const std::int32_t> tokens) {
+  Impl& m = *impl_;
+  if (slots.size() != tokens.size() || slots.empty() || slots.size() > std::size_t(m.max_batch))
+    throw std::invalid_argument("decode: needs one token per slot, 1.." +
+                                std::to_string(m.max_batch) + " slots");
+  std::vector<CachedSegment> segs;
+  m.tokens.assign(tokens.begin(), tokens.end());
+  m.positions.clear();
+  std::vector<bool> seen(std::size_t(m.max_batch), false);
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    const int s = slots[i];
+    if (s < 0 || s >= m.max_batch || seen[std::size_t(s)])
+      throw std::invalid_argument("decode: slot " + std::to_string(s) + " invalid or repeated");
+    seen[std::size_t(s)] = true;
+    const int len = m.lengths[std::size_t(s)];
+    if (len == 0) throw std::logic_error("decode: slot " + std::to_string(s) + " has no prompt");
+    if (len >= m.max_len)
+      throw std::invalid_argument("decode: slot " + std::to_string(s) + " is full (" +
+                                  std::to_string(m.max_len) + " tokens)");
+    m.check_token(tokens[i], "decode");
+    segs.push_back({std::size_t(s), i, 1, std::size_t(len)});
+    m.positions.push_back(len);
+  }
+  m.blocks(slots.size(), segs);
+  std::vector<std::size_t> rows(slots.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = i;
+  m.head(rows, m.logits.data());
+  for (int s : slots) ++m.lengths[std::size_t(s)];
+  return {m.logits.data(), slots.size() * m.V};
+}
+
+}  // namespace whtlm

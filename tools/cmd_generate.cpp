@@ -1,0 +1,172 @@
+// `whtlm generate`: argument parsing, the byte-level tokenizer at the edges, and
+// output; prefill, decoding and sampling are in the library (include/whtlm/infer.hpp).
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "whtlm/checkpoint.hpp"
+#include "whtlm/data.hpp"
+#include "whtlm/infer.hpp"
+#include "whtlm/threads.hpp"
+
+namespace whtlm::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string checkpoint, prompt, prompts_file, prompt_tokens;
+  GenerateOptions o;
+  int batch = 8, threads = 0;
+  bool json = false;
+  CLI::Option *prompt_opt = nullptr, *prompts_opt = nullptr, *tokens_opt = nullptr;
+};
+
+std::vector<std::int32_t> parse_tokens(const std::string& list) {
+  std::vector<std::int32_t> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      std::size_t used = 0;
+      const long v = std::stol(item, &used);
+      if (used != item.size()) throw std::invalid_argument(item);
+      out.push_back(static_cast<std::int32_t>(v));
+    } catch (const std::exception&) {
+      throw std::invalid_argument("--prompt-tokens: '" + item + "' is not a token id");
+    }
+  }
+  return out;
+}
+
+std::string text_of(const std::vector<std::int32_t>& tokens, bool bytes) {
+  if (bytes) return data::ByteTokenizer{}.decode(tokens);
+  std::string s;
+  for (std::int32_t t : tokens) s += (s.empty() ? "" : " ") + std::to_string(t);
+  return s;
+}
+
+void run(const GenerateArgs& a) {
+  const std::size_t given = a.prompt_opt->count() + a.prompts_opt->count() + a.tokens_opt->count();
+  if (given != 1)
+    throw std::invalid_argument("give exactly one of --prompt, --prompts and --prompt-tokens");
+  if (a.batch < 1) throw std::invalid_argument("--batch must be at least 1");
+  if (a.threads < 0) throw std::invalid_argument("--threads must be >= 0");
+  set_num_threads(a.threads > 0 ? a.threads : available_cores());
+  auto model = load_model(a.checkpoint);
+  const ModelConfig& c = model->config();
+  // A checkpoint with vocabulary 256 and no tokenizer file is byte-level.
+  const bool bytes = c.vocab_size == data::ByteTokenizer::kVocabSize;
+  std::vector<std::string> texts;
+  std::vector<std::vector<std::int32_t>> prompts;
+  if (a.tokens_opt->count() > 0) {
+    prompts.push_back(parse_tokens(a.prompt_tokens));
+    texts.push_back(a.prompt_tokens);
+  } else {
+    if (!bytes)
+      throw std::invalid_argument(a.checkpoint + ": vocabulary " + std::to_string(c.vocab_size) +
+                                  " without a tokenizer file; give the prompt as "
+                                  "--prompt-tokens ID,ID,...");
+    if (a.prompt_opt->count() > 0) {
+      texts.push_back(a.prompt);
+    } else {
+      std::ifstream in(a.prompts_file);
+      if (!in) throw std::runtime_error(a.prompts_file + ": cannot open");
+      std::string line;
+      for (int n = 1; std::getline(in, line); ++n) {
+        if (line.empty())
+          throw std::invalid_argument(a.prompts_file + " line " + std::to_string(n) +
+                                      ": empty prompt");
+        texts.push_back(line);
+      }
+      if (texts.empty()) throw std::invalid_argument(a.prompts_file + ": no prompts");
+    }
+    for (const std::string& t : texts) prompts.push_back(data::ByteTokenizer{}.encode(t));
+  }
+  // A file of prompts always gives JSON lines; one prompt streams unless --json.
+  const bool json = a.json || a.prompts_opt->count() > 0;
+  const bool stream = !json && prompts.size() == 1;
+  if (stream) std::printf("%s", texts[0].c_str());
+  GenerateStats total;
+  for (std::size_t first = 0; first < prompts.size(); first += std::size_t(a.batch)) {
+    const std::size_t n = std::min(prompts.size() - first, std::size_t(a.batch));
+    const std::vector<std::vector<std::int32_t>> group(prompts.begin() + std::ptrdiff_t(first),
+                                                       prompts.begin() + std::ptrdiff_t(first + n));
+    GenerateStats st;
+    const auto results =
+        generate(c, model->params().data(), group, a.o, &st, [&](int, std::int32_t t) {
+          if (!stream) return;
+          std::printf("%s", text_of({t}, bytes).c_str());
+          std::fflush(stdout);
+        });
+    total.prefill_seconds += st.prefill_seconds;
+    total.decode_seconds += st.decode_seconds;
+    total.prefill_tokens += st.prefill_tokens;
+    total.decode_tokens += st.decode_tokens;
+    const double pre = st.prefill_seconds > 0 ? double(st.prefill_tokens) / st.prefill_seconds : 0;
+    const double dec = st.decode_seconds > 0 ? double(st.decode_tokens) / st.decode_seconds : 0;
+    for (std::size_t i = 0; i < n && !stream; ++i) {
+      const Generation& g = results[i];
+      // Tokens/s are the batch's: the prompts of a batch run together.
+      const nlohmann::json j{{"prompt", texts[first + i]},
+                             {"text", text_of(g.tokens, bytes)},
+                             {"tokens", g.tokens},
+                             {"stop", g.stopped_at_eos ? "eos"
+                                      : g.hit_context  ? "context"
+                                                       : "length"},
+                             {"batch", n},
+                             {"prefill_tokens_per_s", pre},
+                             {"decode_tokens_per_s", dec}};
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    }
+  }
+  if (stream) std::printf("\n");
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "whtlm generate: prefill %zu tokens in %.3f s (%.0f tokens/s), decode %zu tokens "
+               "in %.3f s (%.1f tokens/s)\n",
+               total.prefill_tokens, total.prefill_seconds,
+               total.prefill_seconds > 0 ? double(total.prefill_tokens) / total.prefill_seconds : 0,
+               total.decode_tokens, total.decode_seconds,
+               total.decode_seconds > 0 ? double(total.decode_tokens) / total.decode_seconds : 0);
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "generate", "Generate text from a checkpoint: batched prefill, then KV-cache decoding");
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint or run folder")->required();
+  a->prompt_opt =
+      cmd->add_option("--prompt", a->prompt, "One prompt (its continuation streams to stdout)");
+  a->prompts_opt = cmd->add_option("--prompts", a->prompts_file,
+                                   "A file of prompts, one per line: one JSON line per prompt");
+  a->tokens_opt =
+      cmd->add_option("--prompt-tokens", a->prompt_tokens,
+                      "One prompt as token ids, comma-separated (for non-byte vocabularies)");
+  cmd->add_option("--max-new-tokens", a->o.max_new_tokens, "Tokens to generate per prompt")
+      ->capture_default_str();
+  cmd->add_option("--temperature", a->o.sampling.temperature, "Sampling temperature; 0: greedy")
+      ->capture_default_str();
+  cmd->add_option("--top-k", a->o.sampling.top_k, "Sample among the k most likely (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--top-p", a->o.sampling.top_p,
+                  "Sample among the most likely tokens holding this probability (1: off)")
+      ->capture_default_str();
+  cmd->add_option("--repetition-penalty", a->o.sampling.repetition_penalty,
+                  "Penalise tokens already present (1: off)")
+      ->capture_default_str();
+  cmd->add_option("--seed", a->o.sampling.seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--eos", a->o.eos_token, "Stop a sequence at this token id (-1: none)")
+      ->capture_default_str();
+  cmd->add_option("--batch", a->batch, "Prompts generated together")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_flag("--json", a->json, "One JSON line per prompt");
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace whtlm::cli
