@@ -200,6 +200,89 @@ void run_train(const TrainArgs& a) {
       "far.\n");
 }
 
+struct InferArgs {
+  perf::InferBenchOptions o;
+  std::string json;
+};
+
+void run_infer(const InferArgs& a) {
+  if (a.o.threads < 0) throw std::invalid_argument("--threads must be >= 0");
+  std::ostream* json = nullptr;
+  const auto file = open_json(a.json, json);
+  perf::InferBenchOptions o = a.o;
+  o.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
+  std::fprintf(stderr,
+               "whtlm bench infer: prefill of batch x prompt tokens, then %d decode steps; random "
+               "weights, vocab %d; medians of %d rounds, projections interleaved\n  blas %s\n",
+               o.decode, o.vocab, o.repetitions, blas_description().c_str());
+  const perf::InferBenchResult res = perf::infer_bench(o);
+  Table t({"preset", "batch", "prompt", "proj", "prefill tok/s", "decode tok/s", "ms/step",
+           "prefill vs dense", "(FLOPs)", "decode vs dense", "(bytes)", "weights MiB", "KV MiB",
+           "act MiB", "RSS MiB"});
+  const double mib = 1048576.0;
+  for (const perf::InferBenchRow& r : res.rows) {
+    const perf::InferBenchRow* dense = nullptr;
+    for (const perf::InferBenchRow& d : res.rows)
+      if (d.preset == r.preset && d.batch == r.batch && d.prompt == r.prompt && d.proj == "dense")
+        dense = &d;
+    double pre = 0, pre_exp = 0, dec = 0, dec_exp = 0;
+    if (dense != nullptr) {
+      pre = r.prefill_tokens_per_s.median / dense->prefill_tokens_per_s.median;
+      pre_exp = dense->prefill_flops_per_token / r.prefill_flops_per_token;
+      dec = r.decode_tokens_per_s.median / dense->decode_tokens_per_s.median;
+      dec_exp = dense->weight_bytes_read / r.weight_bytes_read;
+    }
+    t.add({r.preset, std::to_string(r.batch), std::to_string(r.prompt), r.proj,
+           fmt("%.0f", r.prefill_tokens_per_s.median), fmt("%.1f", r.decode_tokens_per_s.median),
+           fmt("%.2f", r.decode_ms_per_step.median), dense ? fmt("%.3f", pre) : "-",
+           dense ? fmt("%.3f", pre_exp) : "-", dense ? fmt("%.3f", dec) : "-",
+           dense ? fmt("%.3f", dec_exp) : "-", fmt("%.1f", r.weight_bytes / mib),
+           fmt("%.1f", double(r.kv_cache_bytes) / mib),
+           fmt("%.1f", double(r.activation_bytes) / mib), fmt("%.0f", double(r.rss_bytes) / mib)});
+    if (json == nullptr) continue;
+    for (const char* phase : {"prefill", "decode"}) {
+      const bool is_pre = phase[0] == 'p';
+      const perf::Summary& sm = is_pre ? r.prefill_tokens_per_s : r.decode_tokens_per_s;
+      nlohmann::json j{{"bench", "infer"},
+                       {"preset", r.preset},
+                       {"proj", r.proj},
+                       {"batch", r.batch},
+                       {"prompt", r.prompt},
+                       {"decode_steps", r.decode},
+                       {"phase", phase},
+                       {"threads", r.threads},
+                       {"tokens_per_s", sm.median},
+                       {"min", sm.min},
+                       {"max", sm.max},
+                       {"reps", o.repetitions},
+                       {"weight_bytes", r.weight_bytes},
+                       {"weight_bytes_read_per_step", r.weight_bytes_read},
+                       {"prefill_flops_per_token", r.prefill_flops_per_token},
+                       {"kv_cache_bytes", r.kv_cache_bytes},
+                       {"activation_bytes", r.activation_bytes},
+                       {"rss_bytes", r.rss_bytes},
+                       {"peak_rss_bytes", r.peak_rss_bytes},
+                       {"blas", blas_description()}};
+      if (!is_pre) j["ms_per_step"] = r.decode_ms_per_step.median;
+      if (dense != nullptr) {
+        j["ratio_vs_dense"] = is_pre ? pre : dec;
+        j["expected_ratio_vs_dense"] = is_pre ? pre_exp : dec_exp;
+        j["expected_from"] = is_pre ? "flops" : "weight_bytes";
+      }
+      *json << j.dump() << "\n" << std::flush;
+    }
+  }
+  std::FILE* out = json == &std::cout ? stderr : stdout;
+  t.print(out);
+  std::fprintf(out,
+               "vs dense: this projection's tokens/s over dense's, same case. (FLOPs): dense's "
+               "forward FLOPs per prefill token over this one's;\n(bytes): dense's weight bytes "
+               "read per decode step over this one's: the speed-ups if time followed arithmetic "
+               "or\nweight traffic. KV: the cache for batch x (prompt + decode). RSS: resident "
+               "memory while the case ran.\n");
+  for (const std::string& s : res.skipped) std::fprintf(out, "skipped: %s\n", s.c_str());
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -247,6 +330,34 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   tr->add_option("--json", ta->json, "Also write JSON lines, one per measurement ('-': stdout)");
   tr->callback([ta] { run_train(*ta); });
+
+  auto ia = std::make_shared<InferArgs>();
+  auto* inf = bench->add_subcommand(
+      "infer", "Prefill and decode tokens/s of dense, wht and identity side by side");
+  inf->add_option("--preset", ia->o.presets, "Presets (random weights)")
+      ->delimiter(',')
+      ->capture_default_str();
+  inf->add_option("--proj", ia->o.projections, "Output projections")
+      ->delimiter(',')
+      ->capture_default_str();
+  inf->add_option("--batch", ia->o.batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  inf->add_option("--prompt", ia->o.prompts, "Prompt lengths")
+      ->delimiter(',')
+      ->capture_default_str();
+  inf->add_option("--decode", ia->o.decode, "Decode steps per measurement")->capture_default_str();
+  inf->add_option("--vocab", ia->o.vocab, "Vocabulary size")->capture_default_str();
+  inf->add_option("--context", ia->o.context,
+                  "Context length for every preset (default: each preset's own)");
+  inf->add_option("--threads", ia->o.threads, "Threads (default: all cores)");
+  inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")
+      ->capture_default_str();
+  inf->add_option("--max-prefill-tokens", ia->o.max_prefill_tokens,
+                  "Skip cases with more batch x prompt tokens")
+      ->capture_default_str();
+  inf->add_option("--max-kv-gib", ia->o.max_kv_gib, "Skip cases whose KV cache is larger")
+      ->capture_default_str();
+  inf->add_option("--json", ia->json, "Also write JSON lines, one per measurement ('-': stdout)");
+  inf->callback([ia] { run_infer(*ia); });
 }
 
 }  // namespace whtlm::cli

@@ -27,6 +27,8 @@ std::vector<float> random_uniform(std::size_t count, unsigned seed, float amplit
 
 // Peak resident set size of this process so far, in bytes (0 where unknown).
 std::size_t peak_rss_bytes();
+// Resident set size now, in bytes (0 where unknown).
+std::size_t current_rss_bytes();
 
 struct FwhtSweepOptions {
   std::vector<std::size_t> sizes{256, 512, 1024, 2048, 4096, 8192};
@@ -75,5 +77,39 @@ struct TrainBenchRow {
   std::size_t peak_rss_bytes = 0;  // of the whole process when the row finished
 };
 std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& options);
+
+// Inference throughput: prefill of batch x prompt tokens, then `decode` steps of
+// one token per sequence, for each (preset, batch, prompt) case, the projections
+// measured in turn in every round. Random weights.
+struct InferBenchOptions {
+  std::vector<std::string> presets{"tiny", "small", "base", "gpt2-350m"};
+  std::vector<std::string> projections{"dense", "wht", "identity"};
+  std::vector<int> batches{1, 4, 16, 64};
+  std::vector<int> prompts{128, 512, 2048};
+  int decode = 32;          // decode steps per measurement
+  int vocab = 8192;
+  int context = 0;          // 0: each preset's own context; prompts beyond it are skipped
+  int threads = 0;
+  int repetitions = 3;
+  double max_prefill_tokens = 16384;  // cases with more batch x prompt tokens are skipped
+  double max_kv_gib = 4;              // cases whose KV cache is larger are skipped
+  std::function<void(const std::string&)> progress;
+};
+struct InferBenchRow {
+  std::string preset, proj;
+  int batch = 0, prompt = 0, decode = 0, threads = 0;
+  Summary prefill_tokens_per_s, decode_tokens_per_s, decode_ms_per_step;
+  double weight_bytes = 0;        // all parameters, fp32
+  double weight_bytes_read = 0;   // read per decode step (not the embedding table's other rows)
+  double prefill_flops_per_token = 0;  // analytic forward FLOPs (head only at the last position)
+  std::size_t kv_cache_bytes = 0, activation_bytes = 0;
+  std::size_t rss_bytes = 0;       // resident memory while this case's session was alive
+  std::size_t peak_rss_bytes = 0;  // of the whole process so far
+};
+struct InferBenchResult {
+  std::vector<InferBenchRow> rows;
+  std::vector<std::string> skipped;  // cases left out, with the reason
+};
+InferBenchResult infer_bench(const InferBenchOptions& options);
 
 }  // namespace whtlm::perf

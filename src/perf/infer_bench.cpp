@@ -1,0 +1,154 @@
+// `whtlm bench infer`: prefill and decode throughput of the output projections side
+// by side over model size, batch size and prompt length.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "whtlm/infer.hpp"
+#include "whtlm/model.hpp"
+#include "whtlm/perf.hpp"
+#include "whtlm/threads.hpp"
+#include "whtlm/transformer.hpp"
+
+namespace whtlm::perf {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Bytes of weights one decode step reads: everything but the rows of the token (and
+// position) tables it does not use. A tied head reads the whole token table.
+double weight_bytes_read(const ParamLayout& layout) {
+  double n = double(layout.count());
+  const ModelConfig& c = layout.config();
+  const double table = double(c.vocab_size) * c.d_model;
+  if (!c.tied_embeddings()) n -= table - c.d_model;
+  if (c.family == Family::gpt2) n -= double(c.max_seq - 1) * c.d_model;  // wpe: one row
+  return 4.0 * n;
+}
+
+}  // namespace
+
+InferBenchResult infer_bench(const InferBenchOptions& o) {
+  if (o.decode < 1 || o.vocab < 1 || o.repetitions < 1)
+    throw std::invalid_argument("bench infer: --decode, --vocab and --reps must be >= 1");
+  for (int b : o.batches)
+    if (b < 1) throw std::invalid_argument("bench infer: --batch values must be >= 1");
+  for (int p : o.prompts)
+    if (p < 1) throw std::invalid_argument("bench infer: --prompt values must be >= 1");
+  if (o.context < 0) throw std::invalid_argument("bench infer: --context must be >= 0");
+  std::vector<ModelConfig> configs;
+  for (const std::string& name : o.presets) {
+    ModelConfig c = preset(name);
+    c.vocab_size = o.vocab;
+    if (o.context > 0) c.max_seq = o.context;
+    for (const std::string& p : o.projections) {
+      c.projection = parse_projection(p);
+      c.validate();
+    }
+    configs.push_back(c);
+  }
+  set_num_threads(o.threads > 0 ? o.threads : available_cores());
+
+  InferBenchResult result;
+  for (std::size_t pi = 0; pi < configs.size(); ++pi) {
+    std::vector<std::unique_ptr<Transformer>> models;
+    for (const std::string& p : o.projections) {
+      ModelConfig c = configs[pi];
+      c.projection = parse_projection(p);
+      models.push_back(std::make_unique<Transformer>(c));
+      models.back()->init_weights(1);
+    }
+    const ModelConfig& base = configs[pi];
+    for (int batch : o.batches)
+      for (int prompt : o.prompts) {
+        const std::string name = o.presets[pi] + " batch " + std::to_string(batch) + " prompt " +
+                                 std::to_string(prompt);
+        const int len = prompt + o.decode;
+        if (len > base.max_seq) {
+          result.skipped.push_back(name + ": prompt + decode = " + std::to_string(len) +
+                                   " exceeds the context " + std::to_string(base.max_seq) +
+                                   " (--context raises it)");
+          continue;
+        }
+        if (double(batch) * prompt > o.max_prefill_tokens) {
+          result.skipped.push_back(name + ": more than --max-prefill-tokens");
+          continue;
+        }
+        const std::size_t kv = InferenceSession::kv_cache_bytes(base, batch, len);
+        if (double(kv) > o.max_kv_gib * 1073741824.0) {
+          result.skipped.push_back(name + ": KV cache of " + std::to_string(kv >> 20) +
+                                   " MiB exceeds --max-kv-gib");
+          continue;
+        }
+        std::mt19937 rng(7);
+        std::uniform_int_distribution<int> tok(0, o.vocab - 1);
+        std::vector<std::vector<std::int32_t>> prompts(
+            std::size_t(batch), std::vector<std::int32_t>(static_cast<std::size_t>(prompt)));
+        for (auto& p : prompts)
+          for (auto& t : p) t = tok(rng);
+        std::vector<int> slots(static_cast<std::size_t>(batch));
+        std::vector<std::int32_t> next(static_cast<std::size_t>(batch));
+        for (int i = 0; i < batch; ++i) slots[std::size_t(i)] = i;
+
+        const std::size_t n = o.projections.size();
+        std::vector<std::vector<double>> pre(n), dec(n), ms(n);
+        std::vector<std::size_t> rss(n, 0), act(n, 0);
+        for (int rep = 0; rep <= o.repetitions; ++rep) {  // round 0 warms up, untimed
+          for (std::size_t k = 0; k < n; ++k) {
+            const Transformer& m = *models[k];
+            InferenceSession s(m.config(), m.params().data(), batch, len);
+            auto t0 = Clock::now();
+            s.prefill(prompts);
+            const double tp = seconds_since(t0);
+            for (int i = 0; i < batch; ++i) next[std::size_t(i)] = tok(rng);
+            t0 = Clock::now();
+            for (int step = 0; step < o.decode; ++step) s.decode(slots, next);
+            const double td = seconds_since(t0);
+            if (rep == 0) continue;
+            pre[k].push_back(double(batch) * prompt / tp);
+            dec[k].push_back(double(batch) * o.decode / td);
+            ms[k].push_back(1e3 * td / o.decode);
+            rss[k] = std::max(rss[k], current_rss_bytes());
+            act[k] = s.activation_bytes();
+          }
+          if (o.progress && rep > 0)
+            o.progress(name + " round " + std::to_string(rep) + "/" +
+                       std::to_string(o.repetitions));
+        }
+        for (std::size_t k = 0; k < n; ++k) {
+          InferBenchRow r;
+          r.preset = o.presets[pi];
+          r.proj = o.projections[k];
+          r.batch = batch;
+          r.prompt = prompt;
+          r.decode = o.decode;
+          r.threads = num_threads();
+          r.prefill_tokens_per_s = summarize(pre[k]);
+          r.decode_tokens_per_s = summarize(dec[k]);
+          r.decode_ms_per_step = summarize(ms[k]);
+          const ParamLayout& lay = models[k]->layout();
+          r.weight_bytes = 4.0 * double(lay.count());
+          r.weight_bytes_read = weight_bytes_read(lay);
+          const ModelCost cost = model_cost(models[k]->config(), prompt);
+          const double head = cost.by_component[int(Component::head)].flops_forward;
+          r.prefill_flops_per_token = cost.total.flops_forward - head * (1.0 - 1.0 / prompt);
+          r.kv_cache_bytes = kv;
+          r.activation_bytes = act[k];
+          r.rss_bytes = rss[k];
+          r.peak_rss_bytes = peak_rss_bytes();
+          result.rows.push_back(r);
+        }
+      }
+  }
+  return result;
+}
+
+}  // namespace whtlm::perf
