@@ -1,5 +1,6 @@
 // Matrix products and the linear layer built on them, with the small helpers
 // (column sums, adds) that bias gradients and residuals need.
+#include <algorithm>
 #include <cstring>
 
 #include "backend/cpu/parallel.hpp"
@@ -15,10 +16,75 @@ T at(const T* m, std::size_t ld, bool trans, std::size_t i, std::size_t j) {
 
 }  // namespace
 
+namespace {
+
+constexpr std::size_t kGemvMaxRows = 4;
+
+// C[m x n] = alpha * A B^T + beta * C for m <= kGemvMaxRows, B stored [n, k]: each
+// output is a dot product of an A row with a B row; every B row is streamed once for
+// all m rows. Threads split the n outputs.
+void small_m_bt(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+                std::size_t ldc) {
+  cpu::parallel_ranges(n, n * k, [&](std::size_t j0, std::size_t nj) {
+    for (std::size_t j = j0; j < j0 + nj; ++j) {
+      const float* bj = b + j * ldb;
+      float acc[kGemvMaxRows] = {0, 0, 0, 0};
+      for (std::size_t i = 0; i < m; ++i) {
+        const float* ai = a + i * lda;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (std::size_t p = 0; p < k; ++p) s += ai[p] * bj[p];
+        acc[i] = s;
+      }
+      for (std::size_t i = 0; i < m; ++i) {
+        float& out = c[i * ldc + j];
+        out = alpha * acc[i] + (beta == 0.0f ? 0.0f : beta * out);
+      }
+    }
+  });
+}
+
+// The same with B stored [k, n]: C row i accumulates a[i][p] * B row p. Threads split
+// the n columns, so each streams its part of every B row.
+void small_m_bn(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+                std::size_t ldc) {
+  cpu::parallel_ranges(n, n * k, [&](std::size_t j0, std::size_t nj) {
+    for (std::size_t i = 0; i < m; ++i) {
+      float* ci = c + i * ldc + j0;
+      if (beta == 0.0f)
+        std::fill(ci, ci + nj, 0.0f);
+      else if (beta != 1.0f)
+        for (std::size_t j = 0; j < nj; ++j) ci[j] *= beta;
+    }
+    for (std::size_t p = 0; p < k; ++p) {
+      const float* bp = b + p * ldb + j0;
+      for (std::size_t i = 0; i < m; ++i) {
+        const float w = alpha * a[i * lda + p];
+        float* ci = c + i * ldc + j0;
+#pragma omp simd
+        for (std::size_t j = 0; j < nj; ++j) ci[j] += w * bp[j];
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// A product with a handful of rows (decoding) is bound by reading B; the kernels
+// above stream it once at close to memory speed. Everything else goes to the BLAS.
 template <>
 void gemm<float>(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                  const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
                  float* c, std::size_t ldc) {
+  if (ta == Trans::no && m >= 1 && m <= kGemvMaxRows && k > 0 && n > 0) {
+    if (tb == Trans::yes)
+      small_m_bt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else
+      small_m_bn(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
   sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
