@@ -349,8 +349,7 @@ void add_bench_command(CLI::App& app) {
   inf->add_option("--context", ia->o.context,
                   "Context length for every preset (default: each preset's own)");
   inf->add_option("--threads", ia->o.threads, "Threads (default: all cores)");
-  inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")
-      ->capture_default_str();
+  inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")->capture_default_str();
   inf->add_option("--max-prefill-tokens", ia->o.max_prefill_tokens,
                   "Skip cases with more batch x prompt tokens")
       ->capture_default_str();

@@ -86,9 +86,9 @@ struct InferBenchOptions {
   std::vector<std::string> projections{"dense", "wht", "identity"};
   std::vector<int> batches{1, 4, 16, 64};
   std::vector<int> prompts{128, 512, 2048};
-  int decode = 32;          // decode steps per measurement
+  int decode = 32;  // decode steps per measurement
   int vocab = 8192;
-  int context = 0;          // 0: each preset's own context; prompts beyond it are skipped
+  int context = 0;  // 0: each preset's own context; prompts beyond it are skipped
   int threads = 0;
   int repetitions = 3;
   double max_prefill_tokens = 16384;  // cases with more batch x prompt tokens are skipped
@@ -99,8 +99,8 @@ struct InferBenchRow {
   std::string preset, proj;
   int batch = 0, prompt = 0, decode = 0, threads = 0;
   Summary prefill_tokens_per_s, decode_tokens_per_s, decode_ms_per_step;
-  double weight_bytes = 0;        // all parameters, fp32
-  double weight_bytes_read = 0;   // read per decode step (not the embedding table's other rows)
+  double weight_bytes = 0;       // all parameters, fp32
+  double weight_bytes_read = 0;  // read per decode step (not the embedding table's other rows)
   double prefill_flops_per_token = 0;  // analytic forward FLOPs (head only at the last position)
   std::size_t kv_cache_bytes = 0, activation_bytes = 0;
   std::size_t rss_bytes = 0;       // resident memory while this case's session was alive

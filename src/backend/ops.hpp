@@ -20,9 +20,10 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, T alp
 
 // Linear layer. x: [rows, in]; y: [rows, out]; b: [out] or nullptr.
 // w_in_out: w is [in, out] (y = x w + b); otherwise [out, in] (y = x w^T + b).
+// accumulate: y += x w + b (a projection writing into the residual stream).
 template <class T>
 void linear_forward(T* y, const T* x, const T* w, const T* b, std::size_t rows, std::size_t in,
-                    std::size_t out, bool w_in_out);
+                    std::size_t out, bool w_in_out, bool accumulate = false);
 // dx: [rows, in] (overwritten, or += when dx_accumulate); dw += x^T dy; db += sum dy.
 template <class T>
 void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, std::size_t rows,

@@ -123,13 +123,8 @@ struct InferenceSession::Impl {
         backend::gelu_forward(act.data(), fc.data(), n * ff);
       else
         backend::swiglu_forward(act.data(), fc.data(), n, ff);
-      backend::gemm<float>(Trans::no, gpt2 ? Trans::no : Trans::yes, n, d, ff, 1.0f, act.data(), ff,
-                           P + w.down_w, gpt2 ? d : ff, 1.0f, x.data(), d);
-      if (gpt2) {
-        const float* b = P + w.down_b;
-        for (std::size_t r = 0; r < n; ++r)
-          for (std::size_t i = 0; i < d; ++i) x.data()[r * d + i] += b[i];
-      }
+      backend::linear_forward(x.data(), act.data(), P + w.down_w, gpt2 ? P + w.down_b : nullptr, n,
+                              ff, d, gpt2, true);  // x += act W_down (+ b)
     }
   }
 

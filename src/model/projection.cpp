@@ -73,13 +73,7 @@ class Dense final : public Projector<Dense> {
 
   template <class T>
   void fwd(T* y, const T* x, const T* p, std::size_t rows) const {
-    const Trans tw = in_out_ ? Trans::no : Trans::yes;
-    backend::gemm<T>(Trans::no, tw, rows, d_, d_, T(1), x, d_, p, d_, T(1), y, d_);
-    if (bias_) {
-      const T* b = p + d_ * d_;
-      for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t i = 0; i < d_; ++i) y[r * d_ + i] += b[i];
-    }
+    backend::linear_forward<T>(y, x, p, bias_ ? p + d_ * d_ : nullptr, rows, d_, d_, in_out_, true);
   }
   template <class T>
   void bwd(T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows, T*) const {

@@ -289,13 +289,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
       backend::swiglu_forward(hid, fc, n, ff);
     std::memcpy(y, mid, n * d * sizeof(float));
     // y += hid W_down (+ b): accumulate onto the residual copy.
-    backend::gemm<float>(Trans::no, gpt2 ? Trans::no : Trans::yes, n, d, ff, 1.0f, hid, ff,
-                         P + w.down_w, gpt2 ? d : ff, 1.0f, y, d);
-    if (gpt2) {
-      const float* b = P + w.down_b;
-      for (std::size_t r = 0; r < n; ++r)
-        for (std::size_t i = 0; i < d; ++i) y[r * d + i] += b[i];
-    }
+    backend::linear_forward(y, hid, P + w.down_w, gpt2 ? P + w.down_b : nullptr, n, ff, d, gpt2,
+                            true);
   }
   const float* xf = act + a.resid + static_cast<std::size_t>(c.n_layer) * a.resid_stride;
   float* hf = act + a.norm_f;

@@ -69,8 +69,8 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
     const ModelConfig& base = configs[pi];
     for (int batch : o.batches)
       for (int prompt : o.prompts) {
-        const std::string name = o.presets[pi] + " batch " + std::to_string(batch) + " prompt " +
-                                 std::to_string(prompt);
+        const std::string name =
+            o.presets[pi] + " batch " + std::to_string(batch) + " prompt " + std::to_string(prompt);
         const int len = prompt + o.decode;
         if (len > base.max_seq) {
           result.skipped.push_back(name + ": prompt + decode = " + std::to_string(len) +

@@ -2,10 +2,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <cstdio>
-
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <random>
 
 #include "whtlm/perf.hpp"

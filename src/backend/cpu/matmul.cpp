@@ -116,14 +116,21 @@ void add(T* y, const T* a, const T* b, std::size_t n) {
 
 template <class T>
 void linear_forward(T* y, const T* x, const T* w, const T* b, std::size_t rows, std::size_t in,
-                    std::size_t out, bool w_in_out) {
-  T beta = 0;
+                    std::size_t out, bool w_in_out, bool accumulate) {
   if (b != nullptr) {
     cpu::parallel_ranges(rows, rows * out, [&](std::size_t r0, std::size_t nr) {
-      for (std::size_t r = r0; r < r0 + nr; ++r) std::memcpy(y + r * out, b, out * sizeof(T));
+      for (std::size_t r = r0; r < r0 + nr; ++r) {
+        T* yr = y + r * out;
+        if (accumulate) {
+#pragma omp simd
+          for (std::size_t j = 0; j < out; ++j) yr[j] += b[j];
+        } else {
+          std::memcpy(yr, b, out * sizeof(T));
+        }
+      }
     });
-    beta = 1;
   }
+  const T beta = b != nullptr || accumulate ? T(1) : T(0);
   if (w_in_out)
     gemm<T>(Trans::no, Trans::no, rows, out, in, T(1), x, in, w, out, beta, y, out);
   else
@@ -151,7 +158,7 @@ void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, s
   template void column_sum<T>(T*, const T*, std::size_t, std::size_t);                        \
   template void add<T>(T*, const T*, const T*, std::size_t);                                  \
   template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
-                                  std::size_t, bool);                                         \
+                                  std::size_t, bool, bool);                                   \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,     \
                                    std::size_t, std::size_t, bool, bool);
 WHTLM_INSTANTIATE(float)
