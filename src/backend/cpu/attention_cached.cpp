@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "backend/cpu/vmath.hpp"
+#include "backend/cpu/causal_softmax.hpp"
 #include "backend/ops.hpp"
 
 namespace whtlm::backend {
@@ -19,27 +19,6 @@ namespace {
 constexpr std::size_t kBlock = 64;
 
 std::size_t per_thread(const CacheShape& s) { return kBlock * s.max_len; }
-
-// In place: scores of nq rows over nk keys -> probabilities; row q keeps keys
-// 0 .. first + q.
-void causal_softmax(float* s, std::size_t nq, std::size_t nk, std::size_t first) {
-  for (std::size_t q = 0; q < nq; ++q) {
-    float* row = s + q * nk;
-    const std::size_t keep = first + q + 1;
-    float m = -std::numeric_limits<float>::infinity();
-    for (std::size_t j = 0; j < keep; ++j) m = std::max(m, row[j]);
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (std::size_t j = 0; j < keep; ++j) {
-      row[j] = cpu::vexp(row[j] - m);
-      sum += row[j];
-    }
-    const float inv = 1.0f / sum;
-#pragma omp simd
-    for (std::size_t j = 0; j < keep; ++j) row[j] *= inv;
-    std::fill(row + keep, row + nk, 0.0f);
-  }
-}
 
 }  // namespace
 
@@ -88,7 +67,8 @@ void attention_cached(float* out, const float* q, std::size_t q_stride, const fl
           for (std::size_t c = 0; c < s.hd; ++c) dot += qr[c] * kj[c];
           sc[j] = dot * scale;
         }
-        causal_softmax(sc, 1, nk, pos_first);
+        cpu::softmax_rows(sc, std::size_t{1}, nk, pos_first, static_cast<const float*>(nullptr),
+                          static_cast<float*>(nullptr));
         std::fill(o, o + s.hd, 0.0f);
         for (std::size_t j = 0; j < nk; ++j) {
           const float p = sc[j];
@@ -99,7 +79,8 @@ void attention_cached(float* out, const float* q, std::size_t q_stride, const fl
       } else {
         gemm<float>(Trans::no, Trans::yes, nq, nk, s.hd, scale, qr, q_stride, kc, s.hd, 0.0f, sc,
                     nk);
-        causal_softmax(sc, nq, nk, pos_first);
+        cpu::softmax_rows(sc, nq, nk, pos_first, static_cast<const float*>(nullptr),
+                          static_cast<float*>(nullptr));
         gemm<float>(Trans::no, Trans::no, nq, s.hd, nk, 1.0f, sc, nk, vc, s.hd, 0.0f, o, out_width);
       }
     }
