@@ -30,7 +30,7 @@ struct InferenceSession::Impl {
   std::size_t cache_layer;  // floats per layer of the K (or V) cache
   FloatBuffer k_cache, v_cache;
   // Activations for one chunk of rows.
-  FloatBuffer x, h, qkv, att, fc, act, stats, scratch, att_scratch;
+  FloatBuffer x, h, qkv, att, fc, act, stats, att_scratch;
   FloatBuffer rope_cos, rope_sin;
   FloatBuffer logits;               // [max_batch, V]
   std::vector<float> chunk_logits;  // [chunk, V], only for all_logits
@@ -66,7 +66,6 @@ struct InferenceSession::Impl {
     fc = FloatBuffer(chunk * fc_width);
     act = FloatBuffer(chunk * ff);
     stats = FloatBuffer(2 * chunk);
-    scratch = FloatBuffer(std::max<std::size_t>(1, proj->scratch_size(chunk)));
     att_scratch = FloatBuffer(backend::attention_cached_scratch_size(cache_shape));
     logits = FloatBuffer(std::size_t(batch) * V);
     if (!gpt2) {
@@ -159,9 +158,8 @@ std::size_t InferenceSession::kv_cache_bytes() const {
 }
 std::size_t InferenceSession::activation_bytes() const {
   const Impl& m = *impl_;
-  return sizeof(float) *
-         (m.x.size() + m.h.size() + m.qkv.size() + m.att.size() + m.fc.size() + m.act.size() +
-          m.stats.size() + m.scratch.size() + m.att_scratch.size() + m.logits.size());
+  return sizeof(float) * (m.x.size() + m.h.size() + m.qkv.size() + m.att.size() + m.fc.size() +
+                          m.act.size() + m.stats.size() + m.att_scratch.size() + m.logits.size());
 }
 int InferenceSession::max_batch() const { return impl_->max_batch; }
 int InferenceSession::max_len() const { return impl_->max_len; }
