@@ -30,6 +30,21 @@ nlohmann::json summary_json(const perf::Summary& s) {
   return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
 }
 
+// --json FILE: the stream to write JSON lines to ('-': stdout; none: json = nullptr).
+std::unique_ptr<std::ofstream> open_json(const std::string& path, std::ostream*& json) {
+  std::unique_ptr<std::ofstream> file;
+  json = nullptr;
+  if (path.empty()) return file;
+  if (path == "-") {
+    json = &std::cout;
+    return file;
+  }
+  file = std::make_unique<std::ofstream>(path);
+  if (!*file) throw std::runtime_error("--json: cannot open '" + path + "' for writing");
+  json = file.get();
+  return file;
+}
+
 void run_fwht(const FwhtArgs& a) {
   for (std::size_t n : a.sweep.sizes) check_hadamard_size(n);
   for (std::size_t r : a.sweep.rows)
@@ -41,17 +56,8 @@ void run_fwht(const FwhtArgs& a) {
   for (int th : a.threads)
     if (th < 1) throw std::invalid_argument("--threads: counts must be at least 1");
 
-  std::unique_ptr<std::ofstream> file;
   std::ostream* json = nullptr;
-  if (!a.json.empty()) {
-    if (a.json == "-") {
-      json = &std::cout;
-    } else {
-      file = std::make_unique<std::ofstream>(a.json);
-      if (!*file) throw std::runtime_error("--json: cannot open '" + a.json + "' for writing");
-      json = file.get();
-    }
-  }
+  const auto file = open_json(a.json, json);
 
   std::fprintf(stderr, "whtlm bench fwht: kernels %s, blas %s\n", isa_name(detected_isa()),
                blas_description().c_str());
@@ -121,20 +127,6 @@ struct TrainArgs {
   perf::TrainBenchOptions o;
   std::string json;
 };
-
-std::unique_ptr<std::ofstream> open_json(const std::string& path, std::ostream*& json) {
-  std::unique_ptr<std::ofstream> file;
-  json = nullptr;
-  if (path.empty()) return file;
-  if (path == "-") {
-    json = &std::cout;
-    return file;
-  }
-  file = std::make_unique<std::ofstream>(path);
-  if (!*file) throw std::runtime_error("--json: cannot open '" + path + "' for writing");
-  json = file.get();
-  return file;
-}
 
 void run_train(const TrainArgs& a) {
   if (a.o.threads < 0) throw std::invalid_argument("--threads must be >= 0");

@@ -52,12 +52,9 @@ ParamLayout::ParamLayout(const ModelConfig& config) : config_(config) {
     bool first = true;
     std::size_t start = total_;
     for (const model::ProjectionParam& p : proj->parameters()) {
-      const TensorInit init = p.init == model::ProjectionParam::Init::residual_normal
-                                  ? TensorInit::residual_normal
-                              : p.init == model::ProjectionParam::Init::ones ? TensorInit::ones
-                                                                             : TensorInit::zeros;
       // Aligned at its start, then packed: the block is contiguous.
-      const std::size_t off = add(prefix + p.suffix, p.shape, Component::attn_out, l, init, first);
+      const std::size_t off =
+          add(prefix + p.suffix, p.shape, Component::attn_out, l, p.init, first);
       if (first) start = off;
       first = false;
     }

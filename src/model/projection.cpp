@@ -59,8 +59,8 @@ class Dense final : public Projector<Dense> {
  public:
   Dense(int d, bool bias, bool weight_in_out)
       : d_(static_cast<std::size_t>(d)), bias_(bias), in_out_(weight_in_out) {
-    params_.push_back({"weight", {d, d}, true, ProjectionParam::Init::residual_normal});
-    if (bias_) params_.push_back({"bias", {d}, false, ProjectionParam::Init::zeros});
+    params_.push_back({"weight", {d, d}, TensorInit::residual_normal});
+    if (bias_) params_.push_back({"bias", {d}, TensorInit::zeros});
   }
   Projection kind() const override { return Projection::dense; }
   std::size_t scratch_size(std::size_t) const override { return 0; }
@@ -90,8 +90,8 @@ class Wht final : public Projector<Wht> {
  public:
   explicit Wht(int d) : d_(static_cast<std::size_t>(d)) {
     check_hadamard_size(d_);
-    params_.push_back({"scale", {d}, false, ProjectionParam::Init::ones});
-    params_.push_back({"bias", {d}, false, ProjectionParam::Init::zeros});
+    params_.push_back({"scale", {d}, TensorInit::ones});
+    params_.push_back({"bias", {d}, TensorInit::zeros});
   }
   Projection kind() const override { return Projection::wht; }
   std::size_t scratch_size(std::size_t rows) const override { return rows * d_; }

@@ -16,12 +16,11 @@ namespace whtlm::model {
 
 // One parameter tensor of the projection, named by its Hugging Face suffix
 // ("weight", "bias", "scale"), stored in this order in the projection's block.
+// (Weight decay follows the shape, as for every tensor: see ParamLayout.)
 struct ProjectionParam {
-  enum class Init { residual_normal, zeros, ones };
   std::string suffix;
   std::vector<std::int64_t> shape;
-  bool decay = false;
-  Init init = Init::zeros;  // residual_normal: the scaled normal of residual projections
+  TensorInit init = TensorInit::zeros;
 };
 
 class OutputProjection {
