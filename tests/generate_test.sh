@@ -70,13 +70,6 @@ check "streaming one prompt" $?
 head -c 6 "$tmp/stream" | grep -q "In the"; check "stream starts with the prompt" $?
 
 long=$($py -c "print('x' * 300)")
-refused() {  # refused NAME PATTERN -- command...
-  local name="$1" pattern="$2"; shift 3
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local code=$?
-  if [ "$code" -ne 0 ] && grep -q -- "$pattern" "$tmp/err"; then passes=$((passes + 1))
-  else echo "FAIL: $name (exit $code: $(head -c 300 "$tmp/err"))"; failures=$((failures + 1)); fi
-}
 refused "prompt longer than the context" "longer than the model's context of 256" -- \
   "$whtlm" generate --checkpoint "$run" --prompt "$long"
 refused "empty prompt" "prompt 1 is empty" -- "$whtlm" generate --checkpoint "$run" --prompt-tokens ""

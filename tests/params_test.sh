@@ -153,7 +153,7 @@ check("--seq 64: seq", v["seq"] == 64)
 EOF
 
 # Refusals: non-zero exit, a message naming the problem, nothing on stdout.
-refused() {  # refused NAME PATTERN ARGS...
+refused() {  # refused NAME PATTERN ARGS... (of `whtlm params`; stdout must stay empty)
   local name="$1" pattern="$2"
   shift 2
   "$whtlm" params "$@" >"$tmp/out" 2>"$tmp/err"

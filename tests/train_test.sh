@@ -10,18 +10,6 @@ set -uo pipefail
 whtlm="$1"
 py=/usr/bin/python3
 source "$(dirname "$0")/testlib.sh"
-refused() {  # refused NAME PATTERN -- command...: non-zero exit and PATTERN in stderr
-  local name="$1" pattern="$2"
-  shift 3
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local code=$?
-  if [ "$code" -ne 0 ] && grep -q -- "$pattern" "$tmp/err"; then
-    passes=$((passes + 1))
-  else
-    echo "FAIL: $name (exit $code, stderr: $(head -c 300 "$tmp/err"))"
-    failures=$((failures + 1))
-  fi
-}
 
 small=(--layers 2 --d-model 64 --heads 2 --seq 64 --batch 8 --quiet)
 

@@ -231,39 +231,8 @@ void run_infer(const InferArgs& a) {
            dense ? fmt("%.3f", dec_exp) : "-", fmt("%.1f", r.weight_bytes / mib),
            fmt("%.1f", double(r.kv_cache_bytes) / mib),
            fmt("%.1f", double(r.activation_bytes) / mib), fmt("%.0f", double(r.rss_bytes) / mib)});
-    if (json == nullptr) continue;
-    for (const char* phase : {"prefill", "decode"}) {
-      const bool is_pre = phase[0] == 'p';
-      const perf::Summary& sm = is_pre ? r.prefill_tokens_per_s : r.decode_tokens_per_s;
-      nlohmann::json j{{"bench", "infer"},
-                       {"preset", r.preset},
-                       {"proj", r.proj},
-                       {"batch", r.batch},
-                       {"prompt", r.prompt},
-                       {"decode_steps", r.decode},
-                       {"phase", phase},
-                       {"threads", r.threads},
-                       {"tokens_per_s", sm.median},
-                       {"min", sm.min},
-                       {"max", sm.max},
-                       {"reps", o.repetitions},
-                       {"weight_bytes", r.weight_bytes},
-                       {"weight_bytes_read_per_step", r.weight_bytes_read},
-                       {"prefill_flops_per_token", r.prefill_flops_per_token},
-                       {"kv_cache_bytes", r.kv_cache_bytes},
-                       {"activation_bytes", r.activation_bytes},
-                       {"rss_bytes", r.rss_bytes},
-                       {"peak_rss_bytes", r.peak_rss_bytes},
-                       {"blas", blas_description()}};
-      if (!is_pre) j["ms_per_step"] = r.decode_ms_per_step.median;
-      if (dense != nullptr) {
-        j["ratio_vs_dense"] = is_pre ? pre : dec;
-        j["expected_ratio_vs_dense"] = is_pre ? pre_exp : dec_exp;
-        j["expected_from"] = is_pre ? "flops" : "weight_bytes";
-      }
-      *json << j.dump() << "\n" << std::flush;
-    }
   }
+  if (json != nullptr) *json << perf::infer_bench_jsonl(res, o.repetitions) << std::flush;
   std::FILE* out = json == &std::cout ? stderr : stdout;
   t.print(out);
   std::fprintf(out,

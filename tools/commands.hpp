@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <string>
 
 namespace whtlm::cli {
 
@@ -13,5 +14,10 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_experiment_command(CLI::App& app);
+// The command line as typed (recorded by experiments and reports); main() sets it.
+void set_command_line(int argc, char** argv);
+const std::string& command_line();
+void add_report_command(CLI::App& app);
 
 }  // namespace whtlm::cli

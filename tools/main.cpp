@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"whtlm: transformer language models with a Hadamard attention output projection"};
   app.set_version_flag("--version", WHTLM_VERSION);
   app.require_subcommand(1);
+  whtlm::cli::set_command_line(argc, argv);
   whtlm::cli::add_bench_command(app);
   whtlm::cli::add_info_command(app);
   whtlm::cli::add_params_command(app);
@@ -17,6 +18,8 @@ int main(int argc, char** argv) {
   whtlm::cli::add_eval_command(app);
   whtlm::cli::add_init_command(app);
   whtlm::cli::add_generate_command(app);
+  whtlm::cli::add_experiment_command(app);
+  whtlm::cli::add_report_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

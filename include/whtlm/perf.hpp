@@ -5,7 +5,10 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "whtlm/model.hpp"
 
 namespace whtlm::perf {
 
@@ -83,6 +86,9 @@ std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& options);
 // measured in turn in every round. Random weights.
 struct InferBenchOptions {
   std::vector<std::string> presets{"tiny", "small", "base", "gpt2-350m"};
+  // Named shapes measured instead of the presets when not empty (the projection and
+  // vocabulary fields are set by the bench; max_seq by `context` when > 0).
+  std::vector<std::pair<std::string, ModelConfig>> models;
   std::vector<std::string> projections{"dense", "wht", "identity"};
   std::vector<int> batches{1, 4, 16, 64};
   std::vector<int> prompts{128, 512, 2048};
@@ -111,5 +117,9 @@ struct InferBenchResult {
   std::vector<std::string> skipped;  // cases left out, with the reason
 };
 InferBenchResult infer_bench(const InferBenchOptions& options);
+// The rows as JSON lines, two per row ("phase": "prefill", "decode"), each with its
+// ratio to the dense row of the same case and the ratio the FLOPs (prefill) or the
+// weight bytes read (decode) predict. `whtlm report` reads these.
+std::string infer_bench_jsonl(const InferBenchResult& result, int repetitions);
 
 }  // namespace whtlm::perf

@@ -89,6 +89,20 @@ TrainResult train(const TrainOptions& options);
 // thread count. `stop_after` (> 0) stops early after that global step, writing a
 // checkpoint (for tests and for splitting long runs).
 TrainResult resume(const std::string& run_dir, std::int64_t stop_after = 0, bool progress = true);
+// The number of optimizer steps a run's options ask for (from steps, tokens or flops).
+std::int64_t total_steps(const TrainOptions& options);
+
+// What a run folder's train_state.json records: the options the run was started with
+// and its last checkpoint. std::runtime_error names the file when it is missing or bad.
+struct RunState {
+  TrainOptions options;  // options.out is the run folder
+  std::int64_t step = 0, total_steps = 0;
+  double tokens = 0, flops = 0, elapsed_s = 0;
+  std::string checkpoint;  // relative to the run folder
+  bool finished() const { return step >= total_steps; }
+};
+RunState read_run_state(const std::string& run_dir);
+
 // Same as train(), but stops after global step stop_after with a checkpoint.
 TrainResult train_until(const TrainOptions& options, std::int64_t stop_after);
 

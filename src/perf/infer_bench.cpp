@@ -3,12 +3,14 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "whtlm/infer.hpp"
+#include "whtlm/matmul.hpp"
 #include "whtlm/model.hpp"
 #include "whtlm/perf.hpp"
 #include "whtlm/threads.hpp"
@@ -44,9 +46,11 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
   for (int p : o.prompts)
     if (p < 1) throw std::invalid_argument("bench infer: --prompt values must be >= 1");
   if (o.context < 0) throw std::invalid_argument("bench infer: --context must be >= 0");
+  std::vector<std::pair<std::string, ModelConfig>> shapes = o.models;
+  if (shapes.empty())
+    for (const std::string& name : o.presets) shapes.emplace_back(name, preset(name));
   std::vector<ModelConfig> configs;
-  for (const std::string& name : o.presets) {
-    ModelConfig c = preset(name);
+  for (auto [name, c] : shapes) {
     c.vocab_size = o.vocab;
     if (o.context > 0) c.max_seq = o.context;
     for (const std::string& p : o.projections) {
@@ -69,8 +73,8 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
     const ModelConfig& base = configs[pi];
     for (int batch : o.batches)
       for (int prompt : o.prompts) {
-        const std::string name =
-            o.presets[pi] + " batch " + std::to_string(batch) + " prompt " + std::to_string(prompt);
+        const std::string name = shapes[pi].first + " batch " + std::to_string(batch) + " prompt " +
+                                 std::to_string(prompt);
         const int len = prompt + o.decode;
         if (len > base.max_seq) {
           result.skipped.push_back(name + ": prompt + decode = " + std::to_string(len) +
@@ -125,7 +129,7 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
         }
         for (std::size_t k = 0; k < n; ++k) {
           InferBenchRow r;
-          r.preset = o.presets[pi];
+          r.preset = shapes[pi].first;
           r.proj = o.projections[k];
           r.batch = batch;
           r.prompt = prompt;
@@ -149,6 +153,50 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
       }
   }
   return result;
+}
+
+std::string infer_bench_jsonl(const InferBenchResult& result, int repetitions) {
+  std::string out;
+  for (const InferBenchRow& r : result.rows) {
+    const InferBenchRow* dense = nullptr;
+    for (const InferBenchRow& d : result.rows)
+      if (d.preset == r.preset && d.batch == r.batch && d.prompt == r.prompt && d.proj == "dense")
+        dense = &d;
+    for (const bool prefill : {true, false}) {
+      const Summary& sm = prefill ? r.prefill_tokens_per_s : r.decode_tokens_per_s;
+      nlohmann::json j{{"bench", "infer"},
+                       {"preset", r.preset},
+                       {"proj", r.proj},
+                       {"batch", r.batch},
+                       {"prompt", r.prompt},
+                       {"decode_steps", r.decode},
+                       {"phase", prefill ? "prefill" : "decode"},
+                       {"threads", r.threads},
+                       {"tokens_per_s", sm.median},
+                       {"min", sm.min},
+                       {"max", sm.max},
+                       {"reps", repetitions},
+                       {"weight_bytes", r.weight_bytes},
+                       {"weight_bytes_read_per_step", r.weight_bytes_read},
+                       {"prefill_flops_per_token", r.prefill_flops_per_token},
+                       {"kv_cache_bytes", r.kv_cache_bytes},
+                       {"activation_bytes", r.activation_bytes},
+                       {"rss_bytes", r.rss_bytes},
+                       {"peak_rss_bytes", r.peak_rss_bytes},
+                       {"blas", blas_description()}};
+      if (!prefill) j["ms_per_step"] = r.decode_ms_per_step.median;
+      if (dense != nullptr) {
+        j["ratio_vs_dense"] = sm.median / (prefill ? dense->prefill_tokens_per_s.median
+                                                   : dense->decode_tokens_per_s.median);
+        j["expected_ratio_vs_dense"] =
+            prefill ? dense->prefill_flops_per_token / r.prefill_flops_per_token
+                    : dense->weight_bytes_read / r.weight_bytes_read;
+        j["expected_from"] = prefill ? "flops" : "weight_bytes";
+      }
+      out += j.dump() + "\n";
+    }
+  }
+  return out;
 }
 
 }  // namespace whtlm::perf

@@ -249,9 +249,7 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   const std::int64_t tokens_per_step = std::int64_t(o.batch) * o.seq * o.accum;
   const ModelCost cost = model_cost(o.model, o.seq);
   const double flops_per_step = cost.flops_train_per_token() * double(tokens_per_step);
-  std::int64_t total = o.steps;
-  if (total <= 0 && o.tokens > 0) total = (o.tokens + tokens_per_step - 1) / tokens_per_step;
-  if (total <= 0) total = static_cast<std::int64_t>(std::ceil(o.flops / flops_per_step));
+  const std::int64_t total = total_steps(o);
   const std::int64_t warmup = o.warmup >= 0 ? o.warmup : std::min<std::int64_t>(200, total / 20);
   const std::int64_t last = stop_after > 0 ? std::min(stop_after, total) : total;
 
@@ -395,6 +393,15 @@ EvalResult evaluate(Transformer& model, std::span<const std::int32_t> tokens, in
   return {sum / double(counted), counted};
 }
 
+std::int64_t total_steps(const TrainOptions& o) {
+  const std::int64_t tokens_per_step = std::int64_t(o.batch) * o.seq * o.accum;
+  if (o.steps > 0) return o.steps;
+  if (o.tokens > 0) return (o.tokens + tokens_per_step - 1) / tokens_per_step;
+  const double flops_per_step =
+      model_cost(o.model, o.seq).flops_train_per_token() * double(tokens_per_step);
+  return static_cast<std::int64_t>(std::ceil(o.flops / flops_per_step));
+}
+
 TrainResult train_until(const TrainOptions& options, std::int64_t stop_after) {
   check_options(options);
   if (fs::exists(path_in(options.out, "train_state.json")) ||
@@ -410,7 +417,7 @@ TrainResult train_until(const TrainOptions& options, std::int64_t stop_after) {
 
 TrainResult train(const TrainOptions& options) { return train_until(options, 0); }
 
-TrainResult resume(const std::string& run_dir, std::int64_t stop_after, bool progress) {
+RunState read_run_state(const std::string& run_dir) {
   const std::string state_path = path_in(run_dir, "train_state.json");
   json state;
   try {
@@ -418,23 +425,28 @@ TrainResult resume(const std::string& run_dir, std::int64_t stop_after, bool pro
   } catch (const json::exception& e) {
     throw std::runtime_error(state_path + ": not valid JSON: " + e.what());
   }
-  TrainOptions o;
-  Counters c;
-  std::string ck;
+  RunState r;
   try {
-    o = options_from_json(state.at("options"), state_path);
-    o.out = run_dir;
-    o.progress = progress;
-    c.step = state.at("step").get<std::int64_t>();
-    c.tokens = state.at("tokens").get<double>();
-    c.flops = state.at("flops").get<double>();
-    c.elapsed = state.at("elapsed_s").get<double>();
-    ck = state.at("checkpoint").get<std::string>();
-    remove_other_checkpoints(run_dir, ck);
+    r.options = options_from_json(state.at("options"), state_path);
+    r.options.out = run_dir;
+    r.step = state.at("step").get<std::int64_t>();
+    r.tokens = state.at("tokens").get<double>();
+    r.flops = state.at("flops").get<double>();
+    r.elapsed_s = state.at("elapsed_s").get<double>();
+    r.checkpoint = state.at("checkpoint").get<std::string>();
   } catch (const json::exception& e) {
     throw std::runtime_error(state_path + ": " + e.what());
   }
-  return run(o, c, path_in(run_dir, ck.c_str()), stop_after);
+  r.total_steps = total_steps(r.options);
+  return r;
+}
+
+TrainResult resume(const std::string& run_dir, std::int64_t stop_after, bool progress) {
+  RunState s = read_run_state(run_dir);
+  s.options.progress = progress;
+  remove_other_checkpoints(run_dir, s.checkpoint);
+  const Counters c{s.step, s.tokens, s.flops, s.elapsed_s};
+  return run(s.options, c, path_in(run_dir, s.checkpoint.c_str()), stop_after);
 }
 
 }  // namespace whtlm

@@ -1,0 +1,252 @@
+// Runs an experiment plan: every training run, then the inference sweep, then the
+// report. Each piece of work runs in a child process (fork), so that a run's peak
+// memory is its own and a crash in one run leaves the others intact; finished work is
+// recognised from the files it left and is not redone.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "whtlm/experiment.hpp"
+#include "whtlm/io.hpp"
+#include "whtlm/perf.hpp"
+#include "whtlm/report.hpp"
+#include "whtlm/train.hpp"
+
+namespace whtlm::experiment {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string path_in(const std::string& dir, const std::string& name) {
+  return (fs::path(dir) / name).string();
+}
+
+// Runs `work` in a child process and waits for it. The parent must not have started
+// OpenMP threads (it runs no kernels), so the child starts from a clean runtime.
+void in_child(const std::string& what, const std::function<void()>& work) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error(what + ": fork failed");
+  if (pid == 0) {
+    int code = 0;
+    try {
+      work();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "whtlm: error: %s: %s\n", what.c_str(), e.what());
+      code = 1;
+    }
+    std::fflush(stderr);
+    std::fflush(stdout);
+    _exit(code);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) throw std::runtime_error(what + ": waitpid failed");
+  if (WIFSIGNALED(status))
+    throw std::runtime_error(what + ": killed by signal " + std::to_string(WTERMSIG(status)) +
+                             "; run the same command again to continue");
+  if (WEXITSTATUS(status) != 0)
+    throw std::runtime_error(what + ": failed (see above); run the same command again to continue");
+}
+
+std::string elapsed_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  return buf;
+}
+
+// Names the first field where two plans (as JSON) differ.
+std::string first_difference(const json& a, const json& b, const std::string& where) {
+  if (a.type() != b.type()) return where;
+  if (a.is_object()) {
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      if (!b.contains(it.key())) return where + "." + it.key();
+      const std::string d = first_difference(*it, b.at(it.key()), where + "." + it.key());
+      if (!d.empty()) return d;
+    }
+    for (auto it = b.begin(); it != b.end(); ++it)
+      if (!a.contains(it.key())) return where + "." + it.key();
+    return "";
+  }
+  if (a.is_array()) {
+    if (a.size() != b.size()) return where;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::string d = first_difference(a[i], b[i], where + "[" + std::to_string(i) + "]");
+      if (!d.empty()) return d;
+    }
+    return "";
+  }
+  return a == b ? "" : where;
+}
+
+// Creates experiment.json, or checks that the one there holds the same plan and
+// records this command as a continuation.
+void open_experiment(const Options& o, const std::string& plan_json) {
+  const std::string path = path_in(o.out, "experiment.json");
+  const json plan = json::parse(plan_json);
+  json doc;
+  if (fs::exists(path)) {
+    try {
+      doc = json::parse(io::read_file(path));
+    } catch (const json::exception& e) {
+      throw std::runtime_error(path + ": not valid JSON: " + e.what());
+    }
+    if (!doc.contains("plan"))
+      throw std::runtime_error(path + ": has no 'plan' field; not an experiment folder");
+    const std::string d = first_difference(doc["plan"], plan, "plan");
+    if (!d.empty())
+      throw std::invalid_argument(o.out +
+                                  ": holds an experiment with a different plan (first "
+                                  "difference: " +
+                                  d +
+                                  "); choose another --out, or repeat the "
+                                  "command that started it to continue");
+    doc["commands"].push_back({{"command", o.command_line}, {"commit", report::build_commit()}});
+  } else {
+    if (!fs::is_empty(o.out))
+      throw std::invalid_argument(o.out +
+                                  ": exists, is not empty and holds no experiment.json; "
+                                  "choose another --out");
+    doc = {{"kind", "whtlm experiment"},
+           {"plan", plan},
+           {"commands",
+            json::array({{{"command", o.command_line}, {"commit", report::build_commit()}}})}};
+  }
+  io::write_file_atomic(path, doc.dump(2) + "\n");
+}
+
+TrainOptions train_options(const Plan& p, const Size& s, Projection proj, std::uint64_t seed,
+                           const std::string& dir) {
+  TrainOptions t;
+  t.model = s.model;
+  t.model.projection = proj;
+  t.preset = s.name;
+  t.data = p.data;
+  t.batch = p.batch;
+  t.seq = p.seq;
+  t.tokens = p.tokens;
+  t.lr = p.lr;
+  t.seed = seed;
+  t.eval_every = p.eval_every;
+  t.eval_batches = p.eval_batches;
+  t.threads = p.threads;
+  t.out = dir;
+  return t;
+}
+
+}  // namespace
+
+Result run(const Options& o) {
+  const Plan& p = o.plan;
+  validate(p);
+  if (o.out.empty()) throw std::invalid_argument("experiment: --out is required");
+  const auto start = Clock::now();
+  auto since_start = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  fs::create_directories(o.out);
+  open_experiment(o, plan_to_json(p));
+  fs::create_directories(path_in(o.out, "runs"));
+
+  // Seed-major order: every size and projection gets its first seed before any second.
+  int max_seeds = 0;
+  for (const Size& s : p.sizes) max_seeds = std::max(max_seeds, s.seeds);
+  int total = 0;
+  for (const Size& s : p.sizes) total += s.seeds * int(p.projections.size());
+  const bool live = o.progress && isatty(STDERR_FILENO) != 0;
+
+  Result r;
+  int index = 0;
+  for (int k = 0; k < max_seeds; ++k)
+    for (const Size& s : p.sizes) {
+      if (k >= s.seeds) continue;
+      for (Projection proj : p.projections) {
+        ++index;
+        const std::uint64_t seed = p.first_seed + std::uint64_t(k);
+        const std::string name = run_name(s.name, proj, seed);
+        const std::string dir = path_in(path_in(o.out, "runs"), name);
+        const std::int64_t done =
+            fs::exists(path_in(dir, "train_state.json")) ? read_run_state(dir).step : -1;
+        char head_buf[64];
+        std::snprintf(head_buf, sizeof head_buf, "[%d/%d] ", index, total);
+        const std::string head = head_buf + name;
+        if (done >= p.steps()) {
+          ++r.runs_kept;
+          if (o.progress) std::fprintf(stderr, "%s: finished earlier, kept\n", head.c_str());
+          continue;
+        }
+        if (o.progress)
+          std::fprintf(stderr, "%s: %s %lld steps  (elapsed %s)\n", head.c_str(),
+                       done >= 0 ? "resuming from a checkpoint," : "training",
+                       static_cast<long long>(p.steps()), elapsed_text(since_start()).c_str());
+        if (done >= 0) {
+          in_child(name, [&] { resume(dir, 0, live); });
+          ++r.runs_resumed;
+        } else {
+          fs::remove_all(dir);  // a run killed before its first checkpoint starts over
+          TrainOptions t = train_options(p, s, proj, seed, dir);
+          t.progress = live;
+          in_child(name, [&] { train(t); });
+          ++r.runs_trained;
+        }
+      }
+    }
+
+  const std::string bench_dir = path_in(o.out, "bench");
+  const std::string bench_file = path_in(bench_dir, "infer.jsonl");
+  if (o.bench && !fs::exists(bench_file)) {
+    fs::create_directories(bench_dir);
+    if (o.progress)
+      std::fprintf(stderr, "inference sweep: batch x prompt over %zu sizes  (elapsed %s)\n",
+                   p.sizes.size(), elapsed_text(since_start()).c_str());
+    in_child("inference sweep", [&] {
+      std::string lines;
+      int max_prompt = 0;
+      for (int l : p.bench_prompts) max_prompt = std::max(max_prompt, l);
+      for (const Size& s : p.sizes) {
+        perf::InferBenchOptions b;
+        b.models = {{s.name, s.model}};
+        b.projections.clear();
+        for (Projection proj : p.projections) b.projections.push_back(projection_name(proj));
+        b.batches = p.bench_batches;
+        b.prompts = p.bench_prompts;
+        b.decode = p.bench_decode;
+        b.vocab = s.model.vocab_size;
+        b.context = max_prompt + p.bench_decode;
+        b.threads = p.threads;
+        b.repetitions = p.bench_repetitions;
+        b.max_prefill_tokens = p.bench_max_prefill_tokens;
+        if (o.progress)
+          b.progress = [](const std::string& line) {
+            std::fprintf(stderr, "  %s\n", line.c_str());
+          };
+        const perf::InferBenchResult res = perf::infer_bench(b);
+        lines += perf::infer_bench_jsonl(res, p.bench_repetitions);
+      }
+      io::write_file_atomic(bench_file, lines);
+    });
+  }
+
+  if (o.report) {
+    const report::Data data = report::load({o.out});
+    report::WriteOptions w;
+    w.out_dir = path_in(o.out, "report");
+    w.command_line = o.command_line;
+    w.commit = report::build_commit();
+    const report::Written written = report::write(data, w);
+    r.report_index = written.index_html;
+  }
+  r.seconds = since_start();
+  return r;
+}
+
+}  // namespace whtlm::experiment

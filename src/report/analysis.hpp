@@ -1,0 +1,29 @@
+// Helpers the claims and the report writer share: grouping runs by size and
+// projection, parameter counts, and the statistics used for noise.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "whtlm/model.hpp"
+#include "whtlm/report.hpp"
+
+namespace whtlm::report::detail {
+
+// Sizes of the training runs in the order of their dense parameter count (smallest
+// first), each with the shape of its first run.
+std::vector<std::pair<std::string, ModelConfig>> sizes_by_params(const Data& d);
+// Sizes of the inference cases, in order of appearance.
+std::vector<std::string> infer_sizes(const Data& d);
+std::size_t count_params(ModelConfig c, Projection p);
+double attn_params_per_block(ModelConfig c, Projection p);
+// The finished runs of one size and projection, by seed.
+std::map<std::uint64_t, const TrainRun*> runs_of(const Data& d, const std::string& size,
+                                                 Projection p);
+double mean(const std::vector<double>& v);    // NaN when empty
+double spread(const std::vector<double>& v);  // max - min; NaN with fewer than two values
+
+}  // namespace whtlm::report::detail

@@ -1,0 +1,601 @@
+// Writing the report: figures (SVG, and PNG where rsvg-convert or ImageMagick is
+// installed), report.md and a self-contained index.html that links every data file.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <set>
+#include <string>
+
+#include "report/analysis.hpp"
+#include "report/chart.hpp"
+#include "whtlm/io.hpp"
+#include "whtlm/report.hpp"
+
+namespace whtlm::report {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace detail;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr Projection kProjections[] = {Projection::dense, Projection::wht, Projection::identity};
+
+std::string fmt(const char* f, double v) {
+  if (!std::isfinite(v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// One colour per projection in every figure; smaller sizes get lighter shades.
+std::string colour(Projection p, std::size_t size_index, std::size_t sizes) {
+  static const int rgb[3][3] = {{31, 119, 180}, {214, 39, 40}, {44, 160, 44}};
+  const int* c = rgb[int(p)];
+  const double light = sizes > 1 ? 0.45 * double(sizes - 1 - size_index) / double(sizes - 1) : 0;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", int(c[0] + (255 - c[0]) * light),
+                int(c[1] + (255 - c[1]) * light), int(c[2] + (255 - c[2]) * light));
+  return buf;
+}
+
+// ---- Tables: one description, written as Markdown and as HTML ----
+
+struct Table {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+};
+
+std::string html_escape(const std::string& s) {
+  std::string o;
+  for (char ch : s) switch (ch) {
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += ch;
+    }
+  return o;
+}
+
+std::string md_cell(std::string s) {
+  std::string o;
+  for (char ch : s) o += ch == '|' ? std::string("\\|") : std::string(1, ch);
+  return o;
+}
+
+std::string to_markdown(const Table& t) {
+  std::string s = "|";
+  for (const std::string& h : t.header) s.append(" ").append(md_cell(h)).append(" |");
+  s += "\n|";
+  for (std::size_t i = 0; i < t.header.size(); ++i) s += "---|";
+  s += "\n";
+  for (const auto& r : t.rows) {
+    s += "|";
+    for (const std::string& c : r) s.append(" ").append(md_cell(c)).append(" |");
+    s += "\n";
+  }
+  return s + "\n";
+}
+
+std::string to_html(const Table& t, const std::string& cls = "") {
+  std::string s = "<table" + (cls.empty() ? "" : " class=\"" + cls + "\"") + "><tr>";
+  for (const std::string& h : t.header) s += "<th>" + html_escape(h) + "</th>";
+  s += "</tr>\n";
+  for (const auto& r : t.rows) {
+    s += "<tr>";
+    for (const std::string& c : r) {
+      // Verdict cells get a class so they can be coloured.
+      std::string attr;
+      for (Verdict v :
+           {Verdict::held, Verdict::not_held, Verdict::inconclusive, Verdict::not_measured})
+        if (c == verdict_name(v)) attr = " class=\"v" + std::to_string(int(v)) + "\"";
+      s += "<td" + attr + ">" + html_escape(c) + "</td>";
+    }
+    s += "</tr>\n";
+  }
+  return s + "</table>\n";
+}
+
+// ---- Curves ----
+
+// The mean validation curve of a size and projection over its seeds (their common
+// points), with the per-point min and max as a band.
+Series mean_curve(const Data& d, const std::string& size, Projection p, int axis,
+                  const std::string& label, const std::string& col, bool dashed) {
+  Series s;
+  s.label = label;
+  s.color = col;
+  s.dashed = dashed;
+  s.markers = false;
+  const auto runs = runs_of(d, size, p);
+  if (runs.empty()) return s;
+  std::size_t n = std::numeric_limits<std::size_t>::max();
+  for (const auto& [seed, r] : runs) n = std::min(n, r->val.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    std::vector<double> xs, ys;
+    for (const auto& [seed, r] : runs) {
+      const CurvePoint& q = r->val[i];
+      xs.push_back(axis == 0 ? q.flops : axis == 1 ? q.tokens : q.elapsed_s);
+      ys.push_back(q.val_loss);
+    }
+    s.x.push_back(mean(xs));
+    s.y.push_back(mean(ys));
+    if (runs.size() > 1) {
+      s.y_lo.push_back(*std::min_element(ys.begin(), ys.end()));
+      s.y_hi.push_back(*std::max_element(ys.begin(), ys.end()));
+    }
+  }
+  return s;
+}
+
+struct Figure {
+  std::string file, caption;
+};
+
+class Writer {
+ public:
+  Writer(const Data& d, const WriteOptions& o) : d_(d), o_(o), sizes_(sizes_by_params(d)) {
+    for (const auto& [name, m] : sizes_) size_names_.push_back(name);
+    for (const std::string& s : infer_sizes(d))
+      if (std::find(size_names_.begin(), size_names_.end(), s) == size_names_.end())
+        size_names_.push_back(s);
+  }
+
+  Written write() {
+    fs::create_directories(fs::path(o_.out_dir) / "figures");
+    Written w;
+    w.claims = decide_claims(d_);
+    std::vector<Figure> loss_figs, infer_figs;
+    if (!d_.runs.empty()) {
+      loss_figs.push_back(loss_figure(0, "loss_vs_flops", "training FLOPs (log)"));
+      loss_figs.push_back(loss_figure(1, "loss_vs_tokens", "training tokens (log)"));
+      loss_figs.push_back(loss_figure(2, "loss_vs_time", "wall time, s (log)"));
+    }
+    if (!d_.infer.empty()) {
+      infer_figs.push_back(infer_figure(true, true, "prefill_vs_batch"));
+      infer_figs.push_back(infer_figure(false, true, "decode_vs_batch"));
+      infer_figs.push_back(ratio_figure(true, "ratio_vs_batch"));
+      infer_figs.push_back(infer_figure(true, false, "prefill_vs_prompt"));
+      infer_figs.push_back(infer_figure(false, false, "decode_vs_prompt"));
+      infer_figs.push_back(ratio_figure(false, "ratio_vs_prompt"));
+      infer_figs.push_back(memory_figure());
+    }
+    for (const auto* figs : {&loss_figs, &infer_figs})
+      for (const Figure& f : *figs) w.figures.push_back(path("figures/" + f.file));
+    const std::vector<std::string> pngs = convert_to_png(w.figures);
+    w.figures.insert(w.figures.end(), pngs.begin(), pngs.end());
+
+    const std::vector<std::pair<std::string, Table>> sections = {
+        {"Claims", claims_table(w.claims)},
+        {"Parameters", params_table()},
+        {"Validation loss", loss_table()},
+        {"Loss at equal training FLOPs", equal_flops_table()},
+        {"Inference", infer_table()}};
+    w.report_md = path("report.md");
+    w.index_html = path("index.html");
+    io::write_file_atomic(w.report_md, markdown(sections, loss_figs, infer_figs));
+    io::write_file_atomic(w.index_html, html(sections, loss_figs, infer_figs));
+    return w;
+  }
+
+ private:
+  std::string path(const std::string& rel) const { return (fs::path(o_.out_dir) / rel).string(); }
+
+  // A data file's link from the report folder.
+  std::string link(const std::string& file) const {
+    std::error_code ec;
+    const fs::path rel = fs::relative(fs::absolute(file), fs::absolute(o_.out_dir), ec);
+    return ec || rel.empty() ? fs::absolute(file).string() : rel.string();
+  }
+
+  const InferCase* find(const std::string& size, Projection p, int batch, int prompt) const {
+    for (const InferCase& q : d_.infer)
+      if (q.size == size && q.proj == p && q.batch == batch && q.prompt == prompt) return &q;
+    return nullptr;
+  }
+
+  std::size_t size_index(const std::string& s) const {
+    return std::size_t(std::find(size_names_.begin(), size_names_.end(), s) - size_names_.begin());
+  }
+  bool largest(const std::string& s) const { return size_index(s) + 1 == size_names_.size(); }
+
+  Figure save(const Chart& c, const std::string& name, const std::string& caption) {
+    io::write_file_atomic(path("figures/" + name + ".svg"), render_svg(c));
+    return {name + ".svg", caption};
+  }
+
+  Figure loss_figure(int axis, const std::string& name, const std::string& xlabel) {
+    Chart c;
+    c.title = "Validation loss against " + std::string(axis == 0   ? "training FLOPs"
+                                                       : axis == 1 ? "training tokens"
+                                                                   : "wall time");
+    c.x = {xlabel, true, {}, {}};
+    c.y = {"validation loss, nats/token", false, {}, {}};
+    for (const std::string& s : size_names_)
+      for (Projection p : kProjections)
+        if (!runs_of(d_, s, p).empty())
+          c.series.push_back(mean_curve(d_, s, p, axis, s + " " + projection_name(p),
+                                        colour(p, size_index(s), size_names_.size()), !largest(s)));
+    c.note = "mean over seeds; band: min-max over seeds; data: runs/*/metrics.jsonl";
+    return save(c, name,
+                "Validation loss of every run (mean over seeds, band = range over seeds) against " +
+                    xlabel.substr(0, xlabel.find(" (")) + ".");
+  }
+
+  // The value along the other axis that covers the most cases of `size` (ties: the
+  // larger), so a curve against batch (prompt) has as many points as possible.
+  int pick_other(const std::string& size, bool along_batch) const {
+    std::map<int, int> count;
+    for (const InferCase& k : d_.infer)
+      if (k.size == size && k.proj == Projection::dense) ++count[along_batch ? k.prompt : k.batch];
+    int best = 0, n = -1;
+    for (const auto& [v, c] : count)
+      if (c >= n) best = v, n = c;
+    return best;
+  }
+
+  Figure infer_figure(bool prefill, bool along_batch, const std::string& name) {
+    Chart c;
+    const char* phase = prefill ? "Prefill" : "Decode";
+    c.title = std::string(phase) + " throughput against " +
+              (along_batch ? "batch size" : "prompt length");
+    c.x = {
+        along_batch ? "batch size, sequences (log)" : "prompt length, tokens (log)", true, {}, {}};
+    c.y = {std::string(prefill ? "prefill" : "decode") + " tokens/s (log)", true, {}, {}};
+    std::string fixed;
+    for (const std::string& s : size_names_) {
+      const int other = pick_other(s, along_batch);
+      fixed += (fixed.empty() ? "" : ", ") + s + (along_batch ? " prompt " : " batch ") +
+               std::to_string(other);
+      for (Projection p : kProjections) {
+        Series ser;
+        ser.label = s + " " + projection_name(p);
+        ser.color = colour(p, size_index(s), size_names_.size());
+        ser.dashed = !largest(s);
+        for (const InferCase& k : d_.infer) {
+          if (k.size != s || k.proj != p || (along_batch ? k.prompt : k.batch) != other) continue;
+          const perf::Summary& m = prefill ? k.prefill_tokens_per_s : k.decode_tokens_per_s;
+          ser.x.push_back(along_batch ? k.batch : k.prompt);
+          ser.y.push_back(m.median);
+          ser.y_lo.push_back(m.min);
+          ser.y_hi.push_back(m.max);
+        }
+        sort_series(ser);
+        if (!ser.x.empty()) c.series.push_back(ser);
+      }
+    }
+    c.note = "median of repetitions, band min-max; " + fixed + "; data: bench/infer.jsonl";
+    return save(c, name,
+                std::string(phase) + " tokens/s against " +
+                    (along_batch ? "batch size" : "prompt length") + " (" + fixed + ").");
+  }
+
+  Figure ratio_figure(bool along_batch, const std::string& name) {
+    Chart c;
+    c.title = std::string("wht / dense throughput against ") +
+              (along_batch ? "batch size" : "prompt length");
+    c.x = {
+        along_batch ? "batch size, sequences (log)" : "prompt length, tokens (log)", true, {}, {}};
+    c.y = {"wht tokens/s over dense tokens/s", false, {}, {}};
+    c.y_reference = 1.0;
+    for (const std::string& s : size_names_) {
+      const int other = pick_other(s, along_batch);
+      for (const bool prefill : {true, false}) {
+        Series ser;
+        ser.label = s + (prefill ? " prefill" : " decode") + (along_batch ? " p" : " b") +
+                    std::to_string(other);
+        ser.color = colour(prefill ? Projection::wht : Projection::dense, size_index(s),
+                           size_names_.size());
+        ser.dashed = !prefill;
+        for (const InferCase& k : d_.infer) {
+          if (k.size != s || k.proj != Projection::dense ||
+              (along_batch ? k.prompt : k.batch) != other)
+            continue;
+          const InferCase* w = find(s, Projection::wht, k.batch, k.prompt);
+          if (w == nullptr) continue;
+          const perf::Summary& a = prefill ? w->prefill_tokens_per_s : w->decode_tokens_per_s;
+          const perf::Summary& b = prefill ? k.prefill_tokens_per_s : k.decode_tokens_per_s;
+          ser.x.push_back(along_batch ? k.batch : k.prompt);
+          ser.y.push_back(a.median / b.median);
+          ser.y_lo.push_back(a.min / b.max);
+          ser.y_hi.push_back(a.max / b.min);
+        }
+        sort_series(ser);
+        if (!ser.x.empty()) c.series.push_back(ser);
+      }
+    }
+    c.note =
+        "above 1: wht faster; band: worst and best pairing of repetitions (red: prefill, "
+        "blue dashed: decode)";
+    return save(c, name,
+                std::string("wht/dense tokens/s ratio against ") +
+                    (along_batch ? "batch size" : "prompt length") +
+                    "; above the dotted line wht is faster.");
+  }
+
+  Figure memory_figure() {
+    Chart c;
+    c.title = "Inference memory against batch size";
+    c.x = {"batch size, sequences (log)", true, {}, {}};
+    c.y = {"weights + KV cache + activations, MiB (log)", true, {}, {}};
+    std::string fixed;
+    for (const std::string& s : size_names_) {
+      const int prompt = pick_other(s, true);
+      fixed += (fixed.empty() ? "" : ", ") + s + " prompt " + std::to_string(prompt);
+      for (Projection p : kProjections) {
+        Series ser;
+        ser.label = s + " " + projection_name(p);
+        ser.color = colour(p, size_index(s), size_names_.size());
+        ser.dashed = !largest(s);
+        for (const InferCase& k : d_.infer)
+          if (k.size == s && k.proj == p && k.prompt == prompt) {
+            ser.x.push_back(k.batch);
+            ser.y.push_back(k.memory_bytes / 1048576.0);
+          }
+        sort_series(ser);
+        if (!ser.x.empty()) c.series.push_back(ser);
+      }
+    }
+    c.note = "memory the inference session holds, computed by the code (" + fixed + ")";
+    return save(c, "memory_vs_batch",
+                "Memory an inference session holds (weights, KV cache, activations) against "
+                "batch size.");
+  }
+
+  static void sort_series(Series& s) {
+    std::vector<std::size_t> idx(s.x.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    std::sort(idx.begin(), idx.end(),
+              [&](std::size_t a, std::size_t b) { return s.x[a] < s.x[b]; });
+    auto apply = [&](std::vector<double>& v) {
+      if (v.size() != idx.size()) return;
+      std::vector<double> o;
+      for (std::size_t i : idx) o.push_back(v[i]);
+      v = o;
+    };
+    apply(s.x);
+    apply(s.y);
+    apply(s.y_lo);
+    apply(s.y_hi);
+  }
+
+  // PNG copies where a converter is installed; none otherwise.
+  static std::vector<std::string> convert_to_png(const std::vector<std::string>& svgs) {
+    const bool rsvg = std::system("command -v rsvg-convert >/dev/null 2>&1") == 0;
+    const bool magick = !rsvg && std::system("command -v convert >/dev/null 2>&1") == 0;
+    std::vector<std::string> out;
+    if (!rsvg && !magick) return out;
+    auto quote = [](const std::string& s) {
+      std::string q = "'";
+      for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+      return q + "'";
+    };
+    for (const std::string& svg : svgs) {
+      const std::string png = svg.substr(0, svg.size() - 4) + ".png";
+      const std::string cmd = rsvg ? "rsvg-convert -b white -o " + quote(png) + " " + quote(svg)
+                                   : "convert " + quote(svg) + " " + quote(png);
+      if (std::system((cmd + " 2>/dev/null").c_str()) == 0 && fs::exists(png)) out.push_back(png);
+    }
+    return out;
+  }
+
+  Table claims_table(const std::vector<Claim>& claims) const {
+    Table t{{"claim", "paper", "ours (measured here)", "verdict", "how it is decided"}, {}};
+    for (const Claim& c : claims)
+      t.rows.push_back(
+          {c.claim, c.paper, c.ours.empty() ? "-" : c.ours, verdict_name(c.verdict), c.rule});
+    return t;
+  }
+
+  Table params_table() const {
+    Table t{{"size", "shape", "projection", "parameters", "vs dense", "attention per block",
+             "vs dense", "training FLOPs/token"},
+            {}};
+    for (const auto& [name, m] : sizes_) {
+      const double dense = double(count_params(m, Projection::dense));
+      const double dense_attn = attn_params_per_block(m, Projection::dense);
+      for (Projection p : kProjections) {
+        ModelConfig c = m;
+        c.projection = p;
+        const double n = double(count_params(m, p)), a = attn_params_per_block(m, p);
+        t.rows.push_back({name, describe(c), projection_name(p), fmt("%.0f", n),
+                          fmt("%+.2f%%", 100.0 * (n / dense - 1)), fmt("%.0f", a),
+                          fmt("%+.2f%%", 100.0 * (a / dense_attn - 1)),
+                          si_number(model_cost(c, c.max_seq).flops_train_per_token())});
+      }
+    }
+    return t;
+  }
+
+  Table loss_table() const {
+    Table t{{"size", "projection", "seeds", "tokens", "training FLOPs", "final val loss",
+             "seed spread", "tokens/s (median)", "peak memory MiB", "metrics"},
+            {}};
+    for (const std::string& s : size_names_)
+      for (Projection p : kProjections) {
+        const auto runs = runs_of(d_, s, p);
+        if (runs.empty()) continue;
+        std::vector<double> loss, rate, rss;
+        std::string files;
+        double tokens = 0, flops = 0;
+        for (const auto& [seed, r] : runs) {
+          if (r->val.empty()) continue;
+          loss.push_back(r->val.back().val_loss);
+          rate.push_back(r->tokens_per_s);
+          rss.push_back(double(r->peak_rss_bytes) / 1048576.0);
+          tokens = r->val.back().tokens;
+          flops = r->val.back().flops;
+          files += (files.empty() ? "" : " ") + link(r->dir + "/metrics.jsonl");
+        }
+        t.rows.push_back({s, projection_name(p), std::to_string(runs.size()), si_number(tokens),
+                          si_number(flops), fmt("%.4f", mean(loss)), fmt("%.4f", spread(loss)),
+                          fmt("%.0f", mean(rate)), fmt("%.0f", mean(rss)), files});
+      }
+    return t;
+  }
+
+  Table equal_flops_table() const {
+    Table t{{"size", "FLOPs budget", "dense", "wht", "identity", "wht - dense", "seed spread"}, {}};
+    for (const EqualFlops& e : loss_at_equal_flops(d_)) {
+      auto cell = [&](int k) {
+        return std::isfinite(e.mean[k])
+                   ? fmt("%.4f", e.mean[k]) + " (" + std::to_string(e.seeds[k]) +
+                         (e.seeds[k] == 1 ? " seed)" : " seeds)")
+                   : std::string("-");
+      };
+      const double noise = std::max(e.spread[0], e.spread[1]);
+      t.rows.push_back({e.size, si_number(e.flops), cell(0), cell(1), cell(2),
+                        fmt("%+.4f", e.mean[1] - e.mean[0]), fmt("%.4f", noise)});
+    }
+    return t;
+  }
+
+  Table infer_table() const {
+    Table t{{"size", "batch", "prompt", "prefill tok/s dense", "wht", "wht/dense", "identity",
+             "decode tok/s dense", "wht", "wht/dense", "identity", "memory MiB dense", "wht"},
+            {}};
+    for (const InferCase& k : d_.infer) {
+      if (k.proj != Projection::dense) continue;
+      const InferCase* w = find(k.size, Projection::wht, k.batch, k.prompt);
+      const InferCase* id = find(k.size, Projection::identity, k.batch, k.prompt);
+      auto val = [](const InferCase* c, bool pre) {
+        return c ? fmt("%.0f", (pre ? c->prefill_tokens_per_s : c->decode_tokens_per_s).median)
+                 : std::string("-");
+      };
+      auto ratio = [&](bool pre) {
+        if (!w) return std::string("-");
+        return fmt("%.3f", (pre ? w->prefill_tokens_per_s : w->decode_tokens_per_s).median /
+                               (pre ? k.prefill_tokens_per_s : k.decode_tokens_per_s).median);
+      };
+      t.rows.push_back({k.size, std::to_string(k.batch), std::to_string(k.prompt), val(&k, true),
+                        val(w, true), ratio(true), val(id, true), val(&k, false), val(w, false),
+                        ratio(false), val(id, false), fmt("%.1f", k.memory_bytes / 1048576.0),
+                        w ? fmt("%.1f", w->memory_bytes / 1048576.0) : "-"});
+    }
+    return t;
+  }
+
+  std::string provenance_md() const {
+    std::string s = "## Provenance\n\n";
+    for (const Data::Command& c : d_.commands)
+      s += "- `" + c.command + "` (commit `" + c.commit + "`, recorded in [" +
+           fs::path(c.source).filename().string() + "](" + link(c.source) + "))\n";
+    s += "- report written by `" + o_.command_line + "` (commit `" + o_.commit + "`)\n";
+    s += "- data files:";
+    for (const std::string& f : d_.sources) s += " [" + link(f) + "](" + link(f) + ")";
+    s += "\n";
+    for (const std::string& w : d_.warnings) s += "- warning: " + w + "\n";
+    return s + "\n";
+  }
+
+  std::string markdown(const std::vector<std::pair<std::string, Table>>& sections,
+                       const std::vector<Figure>& loss_figs,
+                       const std::vector<Figure>& infer_figs) const {
+    std::string s = "# " + o_.title + "\n\n" + intro() + "\n\n";
+    for (const auto& [title, table] : sections) {
+      s += "## " + title + "\n\n";
+      if (title == "Loss at equal training FLOPs") s += equal_flops_note() + "\n\n";
+      s += table.rows.empty() ? "No data.\n\n" : to_markdown(table);
+      const auto* figs = title == "Validation loss" ? &loss_figs
+                         : title == "Inference"     ? &infer_figs
+                                                    : nullptr;
+      if (figs)
+        for (const Figure& f : *figs)
+          s += "![" + f.caption + "](figures/" + f.file + ")\n\n*" + f.caption + "*\n\n";
+    }
+    return s + provenance_md();
+  }
+
+  std::string html(const std::vector<std::pair<std::string, Table>>& sections,
+                   const std::vector<Figure>& loss_figs,
+                   const std::vector<Figure>& infer_figs) const {
+    std::string s =
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" +
+        html_escape(o_.title) +
+        "</title>\n<style>\n"
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\n"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}\n"
+        "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\n"
+        "th{background:#f2f2f2}\n"
+        "td.v0{background:#d9f2d9;font-weight:bold}td.v1{background:#f8d7d7;font-weight:bold}\n"
+        "td.v2{background:#fff3cd}td.v3{color:#888}\n"
+        "figure{display:inline-block;margin:0.5em;max-width:740px}\n"
+        "figure img{width:100%;border:1px solid #eee}\nfigcaption{font-size:13px;color:#555}\n"
+        "code{background:#f5f5f5;padding:1px 4px}\n</style></head><body>\n<h1>" +
+        html_escape(o_.title) + "</h1>\n<p>" + html_escape(intro()) + "</p>\n";
+    for (const auto& [title, table] : sections) {
+      s += "<h2>" + html_escape(title) + "</h2>\n";
+      if (title == "Loss at equal training FLOPs")
+        s += "<p>" + html_escape(equal_flops_note()) + "</p>\n";
+      s += table.rows.empty() ? "<p>No data.</p>\n" : to_html(table);
+      const auto* figs = title == "Validation loss" ? &loss_figs
+                         : title == "Inference"     ? &infer_figs
+                                                    : nullptr;
+      if (figs)
+        for (const Figure& f : *figs)
+          s += "<figure><a href=\"figures/" + html_escape(f.file) + "\"><img src=\"figures/" +
+               html_escape(f.file) + "\" alt=\"" + html_escape(f.caption) + "\"></a><figcaption>" +
+               html_escape(f.caption) + "</figcaption></figure>\n";
+    }
+    s += "<h2>Provenance</h2>\n<ul>\n";
+    for (const Data::Command& c : d_.commands)
+      s += "<li><code>" + html_escape(c.command) + "</code> (commit <code>" +
+           html_escape(c.commit) + "</code>, recorded in <a href=\"" + html_escape(link(c.source)) +
+           "\">" + html_escape(fs::path(c.source).filename().string()) + "</a>)</li>\n";
+    s += "<li>report written by <code>" + html_escape(o_.command_line) + "</code> (commit <code>" +
+         html_escape(o_.commit) + "</code>)</li>\n<li>data files:";
+    for (const std::string& f : d_.sources)
+      s += " <a href=\"" + html_escape(link(f)) + "\">" + html_escape(link(f)) + "</a>";
+    s += "</li>\n";
+    for (const std::string& w : d_.warnings) s += "<li>warning: " + html_escape(w) + "</li>\n";
+    return s + "</ul>\n</body></html>\n";
+  }
+
+  std::string intro() const {
+    std::size_t finished = 0;
+    for (const TrainRun& r : d_.runs) finished += r.finished() ? 1 : 0;
+    return "Dense, Hadamard (wht) and identity attention output projections trained on the same "
+           "data, seeds and token budget (" +
+           std::to_string(finished) + " finished training runs over " +
+           std::to_string(sizes_.size()) +
+           " sizes), and their inference throughput measured "
+           "side by side (" +
+           std::to_string(d_.infer.size()) +
+           " cases). Every figure below is computed from the linked data files; each verdict "
+           "follows the rule stated next to it.";
+  }
+
+  static std::string equal_flops_note() {
+    return "Each run's validation loss is interpolated (linearly in log FLOPs) at the least final "
+           "training FLOPs of the size's dense and wht runs, which is wht's: wht needs fewer "
+           "FLOPs per token, so at that budget it has finished its schedule while dense is still "
+           "part-way through its learning-rate decay. That favours wht; the final losses at "
+           "equal tokens are in the table above.";
+  }
+
+  const Data& d_;
+  const WriteOptions& o_;
+  std::vector<std::pair<std::string, ModelConfig>> sizes_;
+  std::vector<std::string> size_names_;
+};
+
+}  // namespace
+
+Written write(const Data& data, const WriteOptions& options) {
+  if (options.out_dir.empty()) throw std::invalid_argument("report: no output folder");
+  return Writer(data, options).write();
+}
+
+}  // namespace whtlm::report

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# `whtlm experiment` and `whtlm report` end to end on a plan of tiny models:
+#  - the plan round-trips through --print-config, and bad plans are refused naming the field;
+#  - an experiment killed part-way (SIGKILL) and started again finishes every run,
+#    keeping what was done; a third start redoes nothing;
+#  - a different plan in the same folder is refused;
+#  - the report has every figure (well-formed SVG), links only files that exist,
+#    and the claims table; `whtlm report` redraws it from the folders.
+# Usage: experiment_test.sh PATH/TO/whtlm
+set -uo pipefail
+whtlm="$1"
+py=/usr/bin/python3
+source "$(dirname "$0")/testlib.sh"
+
+"$whtlm" experiment --help >/dev/null 2>&1; check "experiment --help" $?
+"$whtlm" report --help >/dev/null 2>&1; check "report --help" $?
+
+# A text corpus of its own, so the test needs no cache.
+$py -c "
+import random
+r = random.Random(5)
+words = 'the of and to in that he shall unto for i his a lord they be is him not them'.split()
+print('\n'.join(' '.join(r.choice(words) for _ in range(12)) for _ in range(9000)))
+" >"$tmp/corpus.txt"
+
+cat >"$tmp/plan.json" <<EOF
+{
+  "sizes": [
+    {"name": "a", "layers": 1, "d_model": 64, "heads": 2, "context": 64, "seeds": 2},
+    {"name": "b", "layers": 2, "d_model": 64, "heads": 2, "context": 64}
+  ],
+  "tokens": 1536, "batch": 4, "seq": 32, "lr": 0.003, "eval_every": 4, "eval_batches": 2,
+  "data": "$tmp/corpus.txt", "threads": 1,
+  "bench": {"batches": [1, 2], "prompts": [8, 16], "decode": 4, "repetitions": 2}
+}
+EOF
+
+# The plan round-trips.
+"$whtlm" experiment --config "$tmp/plan.json" --print-config >"$tmp/printed.json"
+check "--print-config" $?
+"$whtlm" experiment --config "$tmp/printed.json" --print-config | cmp -s - "$tmp/printed.json"
+check "printed plan reads back to the same plan" $?
+"$whtlm" experiment --print-config | $py -c "import json, sys; p = json.load(sys.stdin); \
+  assert len(p['sizes']) >= 2 and p['projections'] == ['dense', 'wht', 'identity'], p"
+check "default plan: two or more sizes, three projections" $?
+
+# Bad plans name the field.
+sed 's/"lr": 0.003/"lr": 0.003, "lr_typo": 1/' "$tmp/plan.json" >"$tmp/bad1.json"
+refused "unknown field named" "lr_typo: unknown field" -- \
+  "$whtlm" experiment --config "$tmp/bad1.json" --out "$tmp/bad"
+sed 's/"d_model": 64, "heads": 2, "context": 64, "seeds": 2/"d_model": 66, "heads": 2, "context": 64/' \
+  "$tmp/plan.json" >"$tmp/bad2.json"
+refused "size without a Hadamard width refused" "sizes.a: .*d_model" -- \
+  "$whtlm" experiment --config "$tmp/bad2.json" --out "$tmp/bad"
+echo '{"tokens": "many"}' >"$tmp/bad3.json"
+refused "wrong type named" "tokens: wrong type" -- \
+  "$whtlm" experiment --config "$tmp/bad3.json" --out "$tmp/bad"
+refused "missing config file named" "nofile.json" -- \
+  "$whtlm" experiment --config "$tmp/nofile.json" --out "$tmp/bad"
+[ ! -e "$tmp/bad" ]; check "refused plans leave no folder behind" $?
+
+# Killed part-way, then started again: every run finishes.
+ex="$tmp/ex"
+# The kill lands once the second run has started (the first one is then finished).
+setsid "$whtlm" experiment --config "$tmp/plan.json" --out "$ex" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [ -e "$ex/runs/a-wht-s1/metrics.jsonl" ] && break
+  sleep 0.05
+done
+kill -KILL -- -"$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+[ -e "$ex/runs/a-wht-s1/metrics.jsonl" ]; check "the experiment was killed while its second run trained" $?
+"$whtlm" experiment --config "$tmp/plan.json" --out "$ex" >"$tmp/out2" 2>"$tmp/err2"
+check "experiment finishes after a SIGKILL" $?
+grep -q "a-dense-s1: finished earlier, kept" "$tmp/err2"; check "the finished run was kept" $?
+runs=$(ls "$ex/runs" | wc -l)
+[ "$runs" -eq 9 ]; check "9 run folders (a: 2 seeds x 3, b: 1 seed x 3), got $runs" $?
+$py - "$ex" <<'PY'
+import json, os, sys
+ex = sys.argv[1]
+for name in sorted(os.listdir(os.path.join(ex, "runs"))):
+    st = json.load(open(os.path.join(ex, "runs", name, "train_state.json")))
+    assert st["step"] == 12, (name, st["step"])
+    steps = [json.loads(l)["step"] for l in open(os.path.join(ex, "runs", name, "metrics.jsonl"))]
+    assert steps == list(range(1, 13)), (name, steps)
+doc = json.load(open(os.path.join(ex, "experiment.json")))
+assert len(doc["commands"]) == 2 and all(c["commit"] for c in doc["commands"]), doc["commands"]
+cases = [json.loads(l) for l in open(os.path.join(ex, "bench", "infer.jsonl"))]
+# 2 sizes x 2 batches x 2 prompts x 3 projections x 2 phases
+assert len(cases) == 48, len(cases)
+PY
+check "every run has 12 steps of metrics, the sweep 48 rows, experiment.json both commands" $?
+grep -c "^  " "$tmp/out2" | grep -qx 10; check "ten claims printed" $?
+
+# A third start redoes nothing.
+"$whtlm" experiment --config "$tmp/plan.json" --out "$ex" 2>"$tmp/err3" >/dev/null
+check "third start succeeds" $?
+[ "$(grep -c 'finished earlier, kept' "$tmp/err3")" -eq 9 ]; check "third start keeps all 9 runs" $?
+grep -q "^inference sweep:" "$tmp/err3"; [ $? -ne 0 ]; check "third start does not redo the sweep" $?
+
+# A different plan in the same folder is refused.
+sed 's/"lr": 0.003/"lr": 0.002/' "$tmp/plan.json" >"$tmp/plan2.json"
+refused "different plan refused naming the field" "plan.lr" -- \
+  "$whtlm" experiment --config "$tmp/plan2.json" --out "$ex"
+
+# The report.
+rep="$ex/report"
+for f in index.html report.md figures/loss_vs_flops.svg figures/loss_vs_tokens.svg \
+  figures/loss_vs_time.svg figures/prefill_vs_batch.svg figures/decode_vs_prompt.svg \
+  figures/ratio_vs_batch.svg figures/memory_vs_batch.svg; do
+  [ -s "$rep/$f" ]; check "report has $f" $?
+done
+for svg in "$rep"/figures/*.svg; do
+  $py -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$svg"
+  check "$(basename "$svg") is well-formed XML" $?
+done
+$py - "$rep/index.html" <<'PY'
+import os, re, sys
+html = open(sys.argv[1]).read()
+base = os.path.dirname(sys.argv[1])
+refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+assert len(refs) >= 20, refs
+missing = [r for r in refs if not os.path.exists(os.path.join(base, r))]
+assert not missing, missing
+assert "http://" not in html and "https://" not in html
+for word in ("Claims", "Parameters", "Loss at equal training FLOPs", "Inference", "Provenance"):
+    assert word in html, word
+assert "metrics.jsonl" in html and "infer.jsonl" in html and "experiment.json" in html
+PY
+check "index.html: sections present, every link resolves, nothing remote" $?
+
+# `whtlm report` (and its alias `plot`) redraw from the folders.
+"$whtlm" report "$ex" --out "$tmp/r2" >"$tmp/r2.out" 2>&1; check "report redraws" $?
+[ -s "$tmp/r2/index.html" ]; check "redrawn index.html" $?
+"$whtlm" plot "$ex/runs/a-dense-s1" "$ex/runs/a-wht-s1" "$ex/bench/infer.jsonl" --out "$tmp/r3" \
+  >/dev/null 2>&1
+check "plot alias over run folders and a sweep file" $?
+grep -q "L1-d64-h2" "$tmp/r3/report.md"; check "loose runs are named after their shape" $?
+refused "report of a missing folder named" "nothere" -- "$whtlm" report "$tmp/nothere" --out "$tmp/r4"
+refused "report without --out needs an experiment" "--out is needed" -- \
+  "$whtlm" report "$ex/runs/a-dense-s1"
+
+finish

@@ -1,0 +1,327 @@
+// The experiment report: each claim is decided correctly on synthetic data built to
+// pass it and built to fail it, the equal-FLOPs interpolation is exact on known
+// curves, and the written report is well-formed and links only files that exist.
+#include "whtlm/report.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "whtlm/io.hpp"
+
+namespace whtlm::report {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig shape(int layers, int d_model, int heads, int kv_heads = 0) {
+  ModelConfig c = preset("tiny");
+  c.n_layer = layers;
+  c.d_model = d_model;
+  c.n_head = heads;
+  c.n_kv_head = kv_heads > 0 ? kv_heads : heads;
+  return c;
+}
+
+// A finished run whose validation loss at eval i (FLOPs flops_per_eval * (i + 1)) is
+// loss(i); throughput and memory as given.
+TrainRun make_run(const std::string& size, const ModelConfig& m, Projection p, std::uint64_t seed,
+                  double flops_per_eval, const std::function<double(int)>& loss,
+                  double tokens_per_s, std::size_t rss) {
+  TrainRun r;
+  r.name = size + "-" + projection_name(p) + "-s" + std::to_string(seed);
+  r.dir = r.name;
+  r.size = size;
+  r.proj = p;
+  r.seed = seed;
+  r.model = m;
+  r.model.projection = p;
+  r.batch = 4;
+  r.seq = 64;
+  r.steps_total = r.steps_done = 100;
+  for (int i = 0; i < 10; ++i)
+    r.val.push_back(
+        {10.0 * (i + 1), 2560.0 * (i + 1), flops_per_eval * (i + 1), 1.0 * (i + 1), loss(i)});
+  r.tokens_per_s = tokens_per_s;
+  r.peak_rss_bytes = rss;
+  return r;
+}
+
+// Loss curve a * (flops)^-slope, evaluated at eval i.
+std::function<double(int)> power_law(double a, double slope) {
+  return [=](int i) { return a * std::pow(double(i + 1), -slope); };
+}
+
+struct Knobs {
+  double wht_loss_scale = 1.0;  // wht's loss = dense's * this
+  double wht_slope = 0.10;      // dense's slope is 0.10
+  double wht_speed = 1.0;       // wht tokens/s = dense's * this (plus seed jitter)
+  double seed_jitter = 0.002;   // relative difference between seeds
+  double wht_rss = 1.0;         // wht peak memory = dense's * this
+  int seeds = 2;
+};
+
+// Two sizes, three projections, `k.seeds` seeds; wht runs need 5% fewer FLOPs.
+Data training_data(const Knobs& k) {
+  Data d;
+  const std::pair<std::string, ModelConfig> sizes[] = {{"small", shape(2, 64, 2)},
+                                                       {"large", shape(4, 128, 2)}};
+  for (const auto& [name, m] : sizes)
+    for (int s = 1; s <= k.seeds; ++s) {
+      const double jitter = 1.0 + k.seed_jitter * (s - 1);
+      const double base_flops = name == "small" ? 1e9 : 4e9;
+      d.runs.push_back(make_run(name, m, Projection::dense, std::uint64_t(s), base_flops,
+                                power_law(3.0 * jitter, 0.10), 1000.0 * jitter, 100u << 20));
+      d.runs.push_back(make_run(name, m, Projection::wht, std::uint64_t(s), 0.95 * base_flops,
+                                power_law(3.0 * jitter * k.wht_loss_scale, k.wht_slope),
+                                1000.0 * jitter * k.wht_speed,
+                                std::size_t(double(100u << 20) * k.wht_rss)));
+      d.runs.push_back(make_run(name, m, Projection::identity, std::uint64_t(s), 0.94 * base_flops,
+                                power_law(3.1 * jitter, 0.10), 1100.0 * jitter, 99u << 20));
+    }
+  return d;
+}
+
+// Inference cases for sizes "small" and "large" over batch {1, 8} and prompt {64, 256}:
+// dense runs at 1000 tokens/s, wht at dense * ratio(size, batch, prompt), each with a
+// relative half-range of `noise`.
+Data infer_data(const std::function<double(int, int, int)>& ratio, double noise = 0.002) {
+  Data d;
+  for (int size = 0; size < 2; ++size)
+    for (int batch : {1, 8})
+      for (int prompt : {64, 256})
+        for (Projection p : {Projection::dense, Projection::wht, Projection::identity}) {
+          InferCase c;
+          c.size = size == 0 ? "small" : "large";
+          c.proj = p;
+          c.batch = batch;
+          c.prompt = prompt;
+          const double v = p == Projection::dense ? 1000.0 : 1000.0 * ratio(size, batch, prompt);
+          c.prefill_tokens_per_s = {v, v * (1 - noise), v * (1 + noise)};
+          c.decode_tokens_per_s = {v / 10, v / 10 * (1 - noise), v / 10 * (1 + noise)};
+          c.memory_bytes = 1e6;
+          d.infer.push_back(c);
+        }
+  return d;
+}
+
+Verdict verdict_of(const Data& d, const std::string& id) {
+  for (const Claim& c : decide_claims(d))
+    if (c.id == id) return c.verdict;
+  ADD_FAILURE() << "no claim " << id;
+  return Verdict::not_measured;
+}
+
+TEST(ReportClaims, ParameterClaimsHoldForMultiHeadAttention) {
+  const Data d = training_data({});
+  EXPECT_EQ(verdict_of(d, "attn_params"), Verdict::held);
+  EXPECT_EQ(verdict_of(d, "total_params"), Verdict::held);
+}
+
+TEST(ReportClaims, TwentyFivePercentFailsWithGroupedQueryAttention) {
+  // With 4 query heads sharing 1 key/value head, O is half of the attention weights.
+  Data d;
+  d.runs.push_back(make_run("gqa", shape(2, 128, 4, 1), Projection::dense, 1, 1e9,
+                            power_law(3, 0.1), 1000, 1u << 20));
+  EXPECT_EQ(verdict_of(d, "attn_params"), Verdict::not_held);
+  EXPECT_EQ(verdict_of(d, "total_params"), Verdict::held);
+}
+
+TEST(ReportClaims, NothingIsDecidedWithoutData) {
+  for (const Claim& c : decide_claims(Data{})) EXPECT_EQ(c.verdict, Verdict::not_measured) << c.id;
+}
+
+TEST(ReportClaims, PeakMemoryHoldsWhenWhtIsClearlyLower) {
+  Knobs k;
+  k.wht_rss = 0.95;
+  EXPECT_EQ(verdict_of(training_data(k), "peak_memory"), Verdict::held);
+}
+
+TEST(ReportClaims, PeakMemoryFailsWhenWhtIsHigher) {
+  Knobs k;
+  k.wht_rss = 1.05;
+  EXPECT_EQ(verdict_of(training_data(k), "peak_memory"), Verdict::not_held);
+}
+
+TEST(ReportClaims, PeakMemoryWithinHalfAPercentIsInconclusive) {
+  Knobs k;
+  k.wht_rss = 0.998;
+  EXPECT_EQ(verdict_of(training_data(k), "peak_memory"), Verdict::inconclusive);
+}
+
+TEST(ReportClaims, TrainingThroughputFollowsTheRatioAndItsSeedSpread) {
+  Knobs k;
+  k.wht_speed = 1.10;
+  EXPECT_EQ(verdict_of(training_data(k), "train_throughput"), Verdict::held);
+  k.wht_speed = 0.90;
+  EXPECT_EQ(verdict_of(training_data(k), "train_throughput"), Verdict::not_held);
+  k.wht_speed = 1.10;
+  k.seeds = 1;  // no spread measured: the noise is unknown
+  EXPECT_EQ(verdict_of(training_data(k), "train_throughput"), Verdict::inconclusive);
+}
+
+TEST(ReportClaims, InferenceThroughputHoldsOnlyWhenFasterBeyondNoise) {
+  EXPECT_EQ(verdict_of(infer_data([](int, int, int) { return 1.05; }), "infer_throughput"),
+            Verdict::held);
+  EXPECT_EQ(verdict_of(infer_data([](int, int, int) { return 0.95; }), "infer_throughput"),
+            Verdict::not_held);
+  // A 1% gain inside a 2% half-range on each side is noise.
+  EXPECT_EQ(verdict_of(infer_data([](int, int, int) { return 1.01; }, 0.02), "infer_throughput"),
+            Verdict::inconclusive);
+}
+
+TEST(ReportClaims, GrowthWithBatchAndLengthIsReadFromTheRatios) {
+  const Data grows = infer_data([](int, int b, int p) { return 1.0 + 0.01 * b + 0.0002 * p; });
+  EXPECT_EQ(verdict_of(grows, "grows_with_batch"), Verdict::held);
+  EXPECT_EQ(verdict_of(grows, "grows_with_length"), Verdict::held);
+  const Data shrinks = infer_data([](int, int b, int p) { return 1.2 - 0.01 * b - 0.0002 * p; });
+  EXPECT_EQ(verdict_of(shrinks, "grows_with_batch"), Verdict::not_held);
+  EXPECT_EQ(verdict_of(shrinks, "grows_with_length"), Verdict::not_held);
+  const Data flat = infer_data([](int, int, int) { return 1.05; });
+  EXPECT_EQ(verdict_of(flat, "grows_with_batch"), Verdict::inconclusive);
+}
+
+TEST(ReportClaims, GrowthWithSizeComparesTheSmallestAndLargestSize) {
+  auto with_training = [](Data d) {
+    const Data t = training_data({});
+    d.runs = t.runs;
+    return d;
+  };
+  EXPECT_EQ(verdict_of(with_training(infer_data([](int s, int, int) { return 1.02 + 0.05 * s; })),
+                       "grows_with_size"),
+            Verdict::held);
+  EXPECT_EQ(verdict_of(with_training(infer_data([](int s, int, int) { return 1.10 - 0.05 * s; })),
+                       "grows_with_size"),
+            Verdict::not_held);
+  EXPECT_EQ(verdict_of(infer_data([](int, int, int) { return 1.05; }), "grows_with_size"),
+            Verdict::not_measured);  // no training runs: the sizes' order is unknown
+}
+
+TEST(ReportClaims, SteeperLossHoldsWhenWhtsSlopeIsSteeperBeyondSeedSpread) {
+  Knobs k;
+  k.wht_slope = 0.15;
+  EXPECT_EQ(verdict_of(training_data(k), "steeper_loss"), Verdict::held);
+  k.wht_slope = 0.05;
+  EXPECT_EQ(verdict_of(training_data(k), "steeper_loss"), Verdict::not_held);
+  k.wht_slope = 0.15;
+  k.seeds = 1;
+  EXPECT_EQ(verdict_of(training_data(k), "steeper_loss"), Verdict::inconclusive);
+}
+
+TEST(ReportClaims, EqualBudgetLossFollowsTheDifferenceAndTheSeedSpread) {
+  Knobs k;
+  k.wht_loss_scale = 0.95;
+  EXPECT_EQ(verdict_of(training_data(k), "equal_budget_loss"), Verdict::held);
+  k.wht_loss_scale = 1.05;
+  EXPECT_EQ(verdict_of(training_data(k), "equal_budget_loss"), Verdict::not_held);
+  // A difference smaller than the spread between seeds is noise.
+  k.wht_loss_scale = 0.999;
+  k.seed_jitter = 0.02;
+  EXPECT_EQ(verdict_of(training_data(k), "equal_budget_loss"), Verdict::inconclusive);
+}
+
+TEST(ReportClaims, LossAtEqualFlopsInterpolatesInLogFlops) {
+  Data d;
+  const ModelConfig m = shape(2, 64, 2);
+  // dense: loss = 10 - ln(flops / 1e9) at flops 1e9, 2e9, ...; wht ends at 5e9.
+  auto dense = make_run(
+      "s", m, Projection::dense, 1, 1e9, [](int i) { return 10 - std::log(i + 1.0); }, 1, 1);
+  auto wht = make_run(
+      "s", m, Projection::wht, 1, 0.5e9, [](int) { return 7.0; }, 1, 1);
+  d.runs = {dense, wht};
+  const std::vector<EqualFlops> e = loss_at_equal_flops(d);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_DOUBLE_EQ(e[0].flops, 5e9);
+  // Linear in log FLOPs between 5e9 (loss 10 - ln 5) and 6e9: exactly 10 - ln 5.
+  EXPECT_NEAR(e[0].mean[int(Projection::dense)], 10 - std::log(5.0), 1e-12);
+  EXPECT_DOUBLE_EQ(e[0].mean[int(Projection::wht)], 7.0);
+  EXPECT_EQ(e[0].seeds[int(Projection::identity)], 0);
+  EXPECT_TRUE(std::isnan(e[0].spread[int(Projection::dense)]));  // one seed
+}
+
+// ---- The written report ----
+
+std::string slurp(const fs::path& p) { return io::read_file(p.string()); }
+
+// Every value of attribute `attr` ("src=" or "href=") in the HTML.
+std::vector<std::string> attributes(const std::string& html, const std::string& attr) {
+  std::vector<std::string> out;
+  for (std::size_t at = html.find(attr + "\""); at != std::string::npos;
+       at = html.find(attr + "\"", at + 1)) {
+    const std::size_t start = at + attr.size() + 1;
+    out.push_back(html.substr(start, html.find('"', start) - start));
+  }
+  return out;
+}
+
+TEST(ReportWrite, HtmlAndMarkdownReferenceOnlyFilesThatExist) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("whtlm-report-test-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "data");
+  Data d = training_data({});
+  const Data inf = infer_data([](int, int b, int) { return 1.0 + 0.01 * b; });
+  d.infer = inf.infer;
+  // Sources the report links: make them real files.
+  for (TrainRun& r : d.runs) {
+    r.dir = (dir / "data" / r.name).string();
+    fs::create_directories(r.dir);
+    std::ofstream(fs::path(r.dir) / "metrics.jsonl") << "{}\n";
+    d.sources.push_back((fs::path(r.dir) / "metrics.jsonl").string());
+  }
+  std::ofstream(dir / "data" / "infer.jsonl") << "{}\n";
+  d.sources.push_back((dir / "data" / "infer.jsonl").string());
+
+  WriteOptions o;
+  o.out_dir = (dir / "report").string();
+  o.command_line = "whtlm report <test> & \"quotes\"";
+  o.commit = "abc";
+  const Written w = write(d, o);
+  const std::string html = slurp(w.index_html);
+  std::size_t links = 0;
+  for (const char* attr : {"src=", "href="})
+    for (const std::string& ref : attributes(html, attr)) {
+      ++links;
+      EXPECT_TRUE(fs::exists(fs::path(o.out_dir) / ref) || fs::exists(ref)) << attr << ref;
+    }
+  EXPECT_GE(links, 10u);
+  EXPECT_NE(html.find("&lt;test&gt; &amp; &quot;quotes&quot;"), std::string::npos);
+  // Markdown images: ](figures/NAME.svg)
+  const std::string md = slurp(w.report_md);
+  std::size_t images = 0;
+  for (std::size_t at = md.find("](figures/"); at != std::string::npos;
+       at = md.find("](figures/", at + 1)) {
+    const std::size_t start = at + 2;
+    const std::string ref = md.substr(start, md.find(')', start) - start);
+    EXPECT_TRUE(fs::exists(fs::path(o.out_dir) / ref)) << ref;
+    ++images;
+  }
+  EXPECT_GE(images, 8u);
+  // Every claim appears with its verdict in both documents.
+  for (const Claim& c : w.claims) {
+    EXPECT_NE(md.find(c.claim), std::string::npos) << c.id;
+    EXPECT_NE(html.find(verdict_name(c.verdict)), std::string::npos) << c.id;
+  }
+  // The figures are well-formed XML (Python's parser as the independent check).
+  if (fs::exists("/usr/bin/python3")) {
+    for (const std::string& f : w.figures) {
+      if (fs::path(f).extension() != ".svg") continue;
+      const std::string cmd =
+          "/usr/bin/python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' '" +
+          f + "'";
+      EXPECT_EQ(std::system(cmd.c_str()), 0) << f;
+    }
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace whtlm::report

@@ -1,0 +1,157 @@
+// `whtlm experiment` (the main job) and `whtlm report` (redraw the report from
+// existing folders): argument parsing only; the work is in the library
+// (include/whtlm/experiment.hpp, include/whtlm/report.hpp).
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "whtlm/experiment.hpp"
+#include "whtlm/io.hpp"
+#include "whtlm/report.hpp"
+
+namespace whtlm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string& recorded_command() {
+  static std::string line;
+  return line;
+}
+
+struct ExperimentArgs {
+  std::string out = "runs/experiment", config, data;
+  double scale = 1;
+  int threads = -1;
+  bool quick = false, print_config = false, no_bench = false, quiet = false;
+};
+
+void print_claims(const std::vector<report::Claim>& claims) {
+  std::size_t width = 0;
+  for (const report::Claim& c : claims) width = std::max(width, c.claim.size());
+  for (const report::Claim& c : claims)
+    std::printf("  %-*s  %s\n", int(width), c.claim.c_str(), report::verdict_name(c.verdict));
+}
+
+void run_experiment(const ExperimentArgs& a) {
+  experiment::Plan plan = experiment::builtin_plan(a.quick ? "quick" : "default");
+  if (!a.config.empty()) {
+    if (a.quick) throw std::invalid_argument("--quick and --config: give one of them");
+    plan = experiment::plan_from_json(io::read_file(a.config), a.config);
+  }
+  plan = experiment::scaled(plan, a.scale);
+  if (!a.data.empty()) plan.data.path = a.data;
+  if (a.threads >= 0) plan.threads = a.threads;
+  experiment::validate(plan);
+  if (a.print_config) {
+    std::cout << experiment::plan_to_json(plan);
+    return;
+  }
+  experiment::Options o;
+  o.plan = plan;
+  o.out = a.out;
+  o.command_line = command_line();
+  o.progress = !a.quiet;
+  o.bench = !a.no_bench;
+  int runs = 0;
+  for (const experiment::Size& s : plan.sizes) runs += s.seeds * int(plan.projections.size());
+  if (!a.quiet)
+    std::fprintf(stderr,
+                 "whtlm experiment: %d training runs of %lld steps (%zu sizes x %zu projections, "
+                 "%.3g tokens each), then the inference sweep and the report, in %s\n",
+                 runs, static_cast<long long>(plan.steps()), plan.sizes.size(),
+                 plan.projections.size(), double(plan.tokens), a.out.c_str());
+  const experiment::Result r = experiment::run(o);
+  std::fprintf(stderr, "whtlm experiment: %d runs trained, %d resumed, %d kept, in %.0f s\n",
+               r.runs_trained, r.runs_resumed, r.runs_kept, r.seconds);
+  const report::Data data = report::load({a.out});
+  std::printf("claims (details in the report):\n");
+  print_claims(report::decide_claims(data));
+  std::printf("report: %s\n", r.report_index.c_str());
+}
+
+struct ReportArgs {
+  std::vector<std::string> inputs;
+  std::string out;
+};
+
+void run_report(const ReportArgs& a) {
+  std::string out = a.out;
+  if (out.empty()) {
+    if (a.inputs.size() != 1 || !fs::exists(fs::path(a.inputs[0]) / "experiment.json"))
+      throw std::invalid_argument(
+          "--out is needed unless the only input is an experiment folder (then its report/ "
+          "is rewritten)");
+    out = (fs::path(a.inputs[0]) / "report").string();
+  }
+  const report::Data data = report::load(a.inputs);
+  for (const std::string& w : data.warnings) std::fprintf(stderr, "whtlm report: %s\n", w.c_str());
+  report::WriteOptions w;
+  w.out_dir = out;
+  w.command_line = command_line();
+  w.commit = report::build_commit();
+  const report::Written written = report::write(data, w);
+  std::printf("claims:\n");
+  print_claims(written.claims);
+  std::printf("report: %s (%zu figures)\n", written.index_html.c_str(), written.figures.size());
+}
+
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  std::string& line = recorded_command();
+  line = "whtlm";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool plain = arg.find_first_of(" \t\n'\"\\$`") == std::string::npos && !arg.empty();
+    line += " " + (plain ? arg : "'" + arg + "'");
+  }
+}
+
+const std::string& command_line() { return recorded_command(); }
+
+void add_experiment_command(CLI::App& app) {
+  auto a = std::make_shared<ExperimentArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "experiment",
+      "The main job: train dense, wht and identity models side by side (same data, seeds and "
+      "token budget) at two sizes, measure their inference throughput and memory, and write a "
+      "report (OUT/report/index.html) that checks the paper's claims against the measurements. "
+      "Running the same command again continues an interrupted experiment.");
+  cmd->add_option("--out", a->out, "Experiment folder")->capture_default_str();
+  cmd->add_flag("--quick", a->quick, "A first look in about 2 minutes (smaller, shorter runs)");
+  cmd->add_option("--scale", a->scale,
+                  "Train on this many times the plan's tokens (>= 1), for longer runs")
+      ->capture_default_str();
+  cmd->add_option("--config", a->config,
+                  "A JSON plan (sizes, projections, tokens, batch, seq, lr, bench, ...); "
+                  "--print-config shows the default one to start from");
+  cmd->add_flag("--print-config", a->print_config, "Print the plan as JSON and exit");
+  cmd->add_option("--data", a->data,
+                  "Training data (text file or folder, llm.c shards); default: the built-in "
+                  "corpus");
+  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_flag("--no-bench", a->no_bench, "Skip the inference sweep");
+  cmd->add_flag("--quiet", a->quiet, "Less progress output");
+  cmd->callback([a] { run_experiment(*a); });
+}
+
+void add_report_command(CLI::App& app) {
+  auto a = std::make_shared<ReportArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "report",
+      "Redraw the report (figures, tables, claims) from existing experiment folders, training "
+      "run folders and `whtlm bench infer --json` files, so runs can be added and compared");
+  cmd->alias("plot");
+  cmd->add_option("inputs", a->inputs, "Experiment folders, run folders or bench JSON files")
+      ->required();
+  cmd->add_option("--out", a->out,
+                  "Report folder (default: INPUT/report when the only input is an experiment)");
+  cmd->callback([a] { run_report(*a); });
+}
+
+}  // namespace whtlm::cli
