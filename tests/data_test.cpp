@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "whtlm/tokenizer.hpp"
+
 namespace whtlm::data {
 namespace {
 
@@ -316,25 +318,25 @@ TEST(Split, ChunksAreInterleavedInOrderEveryKthToValidation) {
   std::vector<std::int32_t> val = iota_tokens(4, 12);
   const std::vector<std::int32_t> val2 = iota_tokens(4, 28);
   val.insert(val.end(), val2.begin(), val2.end());
-  EXPECT_EQ(s.val, val);
+  EXPECT_EQ(s.val.to_vector(), val);
   std::vector<std::int32_t> train;
   for (std::int32_t t : tokens) {
     if (!((t >= 12 && t < 16) || (t >= 28 && t < 32))) train.push_back(t);
   }
-  EXPECT_EQ(s.train, train);
+  EXPECT_EQ(s.train.to_vector(), train);
 }
 
 TEST(Split, IsDeterministicAndProportionsFollowValFraction) {
   const std::vector<std::int32_t> tokens = iota_tokens(1'000'000);
   const TokenSplit a = split_tokens(tokens, 0.05, 1000);
   const TokenSplit b = split_tokens(tokens, 0.05, 1000);
-  EXPECT_EQ(a.train, b.train);
-  EXPECT_EQ(a.val, b.val);
+  EXPECT_EQ(a.train.to_vector(), b.train.to_vector());
+  EXPECT_EQ(a.val.to_vector(), b.val.to_vector());
   EXPECT_EQ(a.train.size() + a.val.size(), tokens.size());
   EXPECT_EQ(a.val.size(), 50'000u);  // 1000 chunks, every 20th
   // Validation samples the whole corpus: its first chunk is early, its last is late.
-  EXPECT_EQ(a.val.front(), 19'000);
-  EXPECT_EQ(a.val.back(), 999'999);
+  EXPECT_EQ(a.val[0], 19'000);
+  EXPECT_EQ(a.val[a.val.size() - 1], 999'999);
 }
 
 TEST(Split, RejectsValFractionOutsideZeroToHalf) {
@@ -367,8 +369,8 @@ TEST(Split, SeparateValPathIsUsedWholeWithoutSplitting) {
   options.path = dir / "train.txt";
   options.val_path = dir / "val.bin";
   const TokenSplit s = load_tokens(options);
-  EXPECT_EQ(s.train, ByteTokenizer().encode("abcdef"));
-  EXPECT_EQ(s.val, (std::vector<std::int32_t>{1, 2, 3}));
+  EXPECT_EQ(s.train.to_vector(), ByteTokenizer().encode("abcdef"));
+  EXPECT_EQ(s.val.to_vector(), (std::vector<std::int32_t>{1, 2, 3}));
   EXPECT_NE(s.description.find("val.bin"), std::string::npos) << s.description;
 }
 
@@ -516,6 +518,127 @@ TEST(KjvCorpus, WithoutBibleTheErrorNamesThePackageAndInstallScript) {
   EXPECT_NE(msg.find("bible-kjv"), std::string::npos) << msg;
   EXPECT_NE(msg.find("scripts/install-deps"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(cache / "whtlm/kjv.txt"));
+}
+
+// ---- Memory-mapped shards, sequential batches, prepared folders ----
+
+TEST(TokenSource, MappedShardsReadLikeTheirConcatenationAcrossBoundaries) {
+  TempDir dir;
+  const std::vector<std::int32_t> a = iota_tokens(1000, 7), b = iota_tokens(3, 60000),
+                                  c = iota_tokens(500, 100);
+  write_llmc_shard(dir / "a.bin", a);
+  write_llmc_shard(dir / "b.bin", b);
+  write_llmc_shard(dir / "empty.bin", std::vector<std::int32_t>{});
+  write_llmc_shard(dir / "c.bin", c);
+  const TokenSource t =
+      TokenSource::map_shards({dir / "a.bin", dir / "b.bin", dir / "empty.bin", dir / "c.bin"});
+  std::vector<std::int32_t> all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  all.insert(all.end(), c.begin(), c.end());
+  ASSERT_EQ(t.size(), all.size());
+  EXPECT_TRUE(t.mapped());
+  EXPECT_EQ(t.to_vector(), all);
+  std::vector<std::int32_t> window(10);
+  t.read(995, 10, window.data());  // spans a, b and c
+  EXPECT_EQ(window, std::vector<std::int32_t>(all.begin() + 995, all.begin() + 1005));
+  EXPECT_THROW(t.read(all.size() - 3, 4, window.data()), std::out_of_range);
+}
+
+TEST(TokenSource, MappingATruncatedShardNamesTheFile) {
+  TempDir dir;
+  write_bytes(dir / "t.bin", shard_bytes(kLlmcMagic, kLlmcVersion, 10, 4));
+  const std::string msg = error_of([&] { TokenSource::map_shards({dir / "t.bin"}); });
+  EXPECT_NE(msg.find("t.bin"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+}
+
+TEST(BatchSampler, SequentialOrderWalksTheTokensWindowByWindowAndWraps) {
+  const std::vector<std::int32_t> tokens = iota_tokens(1000);
+  const int batch = 3, seq = 10, micro = 2;
+  const BatchSampler s(tokens, batch, seq, 1, BatchSampler::Order::sequential, micro);
+  std::size_t expected = 0;
+  for (std::uint64_t step = 1; step <= 40; ++step)
+    for (int m = 0; m < micro; ++m)
+      for (int r = 0; r < batch; ++r) {
+        EXPECT_EQ(s.offset(step, m, r), expected % 990) << step << " " << m << " " << r;
+        expected += seq;
+      }
+  // A fresh sampler (a resumed run) gives the same batch for the same step.
+  std::vector<std::int32_t> in1(batch * seq), tg1(in1.size()), in2(in1.size()), tg2(in1.size());
+  s.fill(17, 1, in1.data(), tg1.data());
+  BatchSampler(tokens, batch, seq, 99, BatchSampler::Order::sequential, micro)
+      .fill(17, 1, in2.data(), tg2.data());
+  EXPECT_EQ(in1, in2);
+  EXPECT_EQ(tg1, tg2);
+  EXPECT_EQ(tg1[0], in1[0] + 1);
+}
+
+TEST(Prepare, ShardsHoldTheSplitTokensAndTrainingReadsThemInOrder) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 3000; ++i) text += "line " + std::to_string(i) + " of the text\n";
+  write_bytes(dir / "corpus/a.txt", text);
+  write_bytes(dir / "corpus/b.txt", "second document\n");
+  PrepareOptions o;
+  o.data = dir / "corpus";
+  o.out = dir / "prepared";
+  o.chunk_tokens = 1000;
+  o.shard_tokens = 20000;
+  int reports = 0;
+  o.progress = [&](double) { ++reports; };
+  o.block_bytes = 4096;
+  const PrepareResult r = prepare_shards(o);
+  EXPECT_EQ(r.documents, 2u);
+  EXPECT_EQ(r.bytes, text.size() + 16);
+  EXPECT_GT(reports, 10);
+  EXPECT_EQ(r.train_shards, (r.train_tokens + 19999) / 20000);
+  EXPECT_TRUE(fs::exists(dir / "prepared/tokenizer.json"));
+  EXPECT_TRUE(fs::exists(dir / "prepared/prepare.json"));
+  // The byte tokenizer has no <|endoftext|>: the documents are simply concatenated.
+  std::vector<std::int32_t> bytes = ByteTokenizer().encode(text + "second document\n");
+  const TokenSplit want = split_tokens(bytes, 0.05, 1000);
+  DataOptions d;
+  d.path = dir / "prepared";
+  const TokenSplit got = load_tokens(d);
+  EXPECT_TRUE(got.sequential);
+  EXPECT_TRUE(got.train.mapped());
+  EXPECT_EQ(got.train.to_vector(), want.train.to_vector());
+  EXPECT_EQ(got.val.to_vector(), want.val.to_vector());
+  // A second prepare into the same folder is refused.
+  EXPECT_NE(error_of([&] { prepare_shards(o); }).find("not empty"), std::string::npos);
+}
+
+TEST(Prepare, EncodingInBlocksEqualsEncodingTheWholeText) {
+  TempDir dir;
+  // Lines with leading spaces, blank lines, tabs, punctuation, digits and non-ASCII:
+  // the cut points must never change a pre-token.
+  std::string text;
+  for (int i = 0; i < 400; ++i)
+    text += (i % 3 == 0 ? "  indented" : "Word") + std::to_string(i) + " it's \t" +
+            (i % 5 == 0 ? "\n\n" : "\n") + (i % 7 == 0 ? "\xc3\xa9t\xc3\xa9 " : "") + ".;\n";
+  write_bytes(dir / "t.txt", text);
+  tok::BpeTrainOptions bo;
+  bo.vocab_size = 300;
+  const tok::Tokenizer t = tok::train_bpe(text, bo);
+  t.save(dir / "tok.json");
+  PrepareOptions o;
+  o.data = dir / "t.txt";
+  o.tokenizer = dir / "tok.json";
+  o.out = dir / "p";
+  o.chunk_tokens = 100;
+  o.block_bytes = 37;  // many cuts
+  prepare_shards(o);
+  const std::vector<std::int32_t> whole = t.encode(text);
+  const TokenSplit want = split_tokens(whole, 0.05, 100);
+  DataOptions d;
+  d.path = dir / "p";
+  d.vocab_size = t.vocab_size();
+  const TokenSplit got = load_tokens(d);
+  EXPECT_EQ(got.train.to_vector(), want.train.to_vector());
+  EXPECT_EQ(got.val.to_vector(), want.val.to_vector());
+  // The model's vocabulary must hold the shards' ids.
+  d.vocab_size = 256;
+  EXPECT_NE(error_of([&] { load_tokens(d); }).find("outside the vocabulary"), std::string::npos);
 }
 
 }  // namespace

@@ -9,9 +9,11 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "whtlm/data.hpp"
 #include "whtlm/experiment.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/report.hpp"
+#include "whtlm/tokenizer.hpp"
 
 namespace whtlm::cli {
 namespace {
@@ -24,7 +26,7 @@ std::string& recorded_command() {
 }
 
 struct ExperimentArgs {
-  std::string out = "runs/experiment", config, data;
+  std::string out = "runs/experiment", config, data, tokenizer;
   double scale = 1;
   int threads = -1;
   bool quick = false, print_config = false, no_bench = false, quiet = false;
@@ -45,6 +47,11 @@ void run_experiment(const ExperimentArgs& a) {
   }
   plan = experiment::scaled(plan, a.scale);
   if (!a.data.empty()) plan.data.path = a.data;
+  if (!a.tokenizer.empty()) plan.data.tokenizer = a.tokenizer;
+  // Models take the vocabulary of the data's tokenizer, when it is not bytes.
+  const tok::Tokenizer t = data::data_tokenizer(plan.data);
+  if (!t.is_bytes())
+    for (experiment::Size& s : plan.sizes) s.model.vocab_size = t.vocab_size();
   if (a.threads >= 0) plan.threads = a.threads;
   experiment::validate(plan);
   if (a.print_config) {
@@ -134,6 +141,9 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--data", a->data,
                   "Training data (text file or folder, llm.c shards); default: the built-in "
                   "corpus");
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "How text is tokenized: byte (default), a tokenizer.json, or a folder with "
+                  "GPT-2's files; the models' vocabulary follows it");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
   cmd->add_flag("--no-bench", a->no_bench, "Skip the inference sweep");
   cmd->add_flag("--quiet", a->quiet, "Less progress output");

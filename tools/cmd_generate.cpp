@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,12 +14,13 @@
 #include "whtlm/data.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/threads.hpp"
+#include "whtlm/tokenizer.hpp"
 
 namespace whtlm::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string checkpoint, prompt, prompts_file, prompt_tokens;
+  std::string checkpoint, prompt, prompts_file, prompt_tokens, tokenizer;
   GenerateOptions o;
   int batch = 8, threads = 0;
   bool json = false;
@@ -42,10 +44,11 @@ std::vector<std::int32_t> parse_tokens(const std::string& list) {
   return out;
 }
 
-std::string text_of(const std::vector<std::int32_t>& tokens, bool bytes) {
-  if (bytes) return data::ByteTokenizer{}.decode(tokens);
+// The text of tokens: decoded by the tokenizer when there is one, else the ids.
+std::string text_of(const std::vector<std::int32_t>& tokens, const tok::Tokenizer* t) {
+  if (t != nullptr) return t->decode(tokens);
   std::string s;
-  for (std::int32_t t : tokens) s += (s.empty() ? "" : " ") + std::to_string(t);
+  for (std::int32_t id : tokens) s += (s.empty() ? "" : " ") + std::to_string(id);
   return s;
 }
 
@@ -58,15 +61,24 @@ void run(const GenerateArgs& a) {
   set_num_threads(a.threads > 0 ? a.threads : available_cores());
   auto model = load_model(a.checkpoint);
   const ModelConfig& c = model->config();
-  // A checkpoint with vocabulary 256 and no tokenizer file is byte-level.
-  const bool bytes = c.vocab_size == data::ByteTokenizer::kVocabSize;
+  // The checkpoint's tokenizer.json (or --tokenizer); without one, a vocabulary of 256
+  // is byte-level and any other takes token ids only.
+  const std::string spec = a.tokenizer.empty() ? checkpoint_tokenizer(a.checkpoint) : a.tokenizer;
+  std::optional<tok::Tokenizer> tokenizer;
+  if (spec != "byte" || c.vocab_size == data::ByteTokenizer::kVocabSize)
+    tokenizer = tok::load_tokenizer(spec);
+  if (tokenizer && tokenizer->vocab_size() > c.vocab_size)
+    throw std::invalid_argument(spec + ": the tokenizer has " +
+                                std::to_string(tokenizer->vocab_size()) +
+                                " tokens, more than the model's " + std::to_string(c.vocab_size));
+  const tok::Tokenizer* t = tokenizer ? &*tokenizer : nullptr;
   std::vector<std::string> texts;
   std::vector<std::vector<std::int32_t>> prompts;
   if (a.tokens_opt->count() > 0) {
     prompts.push_back(parse_tokens(a.prompt_tokens));
     texts.push_back(a.prompt_tokens);
   } else {
-    if (!bytes)
+    if (t == nullptr)
       throw std::invalid_argument(a.checkpoint + ": vocabulary " + std::to_string(c.vocab_size) +
                                   " without a tokenizer file; give the prompt as "
                                   "--prompt-tokens ID,ID,...");
@@ -84,7 +96,7 @@ void run(const GenerateArgs& a) {
       }
       if (texts.empty()) throw std::invalid_argument(a.prompts_file + ": no prompts");
     }
-    for (const std::string& t : texts) prompts.push_back(data::ByteTokenizer{}.encode(t));
+    for (const std::string& text : texts) prompts.push_back(t->encode(text));
   }
   // A file of prompts always gives JSON lines; one prompt streams unless --json.
   const bool json = a.json || a.prompts_opt->count() > 0;
@@ -97,9 +109,9 @@ void run(const GenerateArgs& a) {
                                                        prompts.begin() + std::ptrdiff_t(first + n));
     GenerateStats st;
     const auto results =
-        generate(c, model->params().data(), group, a.o, &st, [&](int, std::int32_t t) {
+        generate(c, model->params().data(), group, a.o, &st, [&](int, std::int32_t token) {
           if (!stream) return;
-          std::printf("%s", text_of({t}, bytes).c_str());
+          std::printf("%s", text_of({token}, t).c_str());
           std::fflush(stdout);
         });
     total.prefill_seconds += st.prefill_seconds;
@@ -112,7 +124,7 @@ void run(const GenerateArgs& a) {
       const Generation& g = results[i];
       // Tokens/s are the batch's: the prompts of a batch run together.
       const nlohmann::json j{{"prompt", texts[first + i]},
-                             {"text", text_of(g.tokens, bytes)},
+                             {"text", text_of(g.tokens, t)},
                              {"tokens", g.tokens},
                              {"stop", g.stopped_at_eos ? "eos"
                                       : g.hit_context  ? "context"
@@ -141,6 +153,9 @@ void add_generate_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "generate", "Generate text from a checkpoint: batched prefill, then KV-cache decoding");
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint or run folder")->required();
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "Tokenizer for prompts and output (default: the checkpoint's tokenizer.json, "
+                  "else byte-level for a vocabulary of 256)");
   a->prompt_opt =
       cmd->add_option("--prompt", a->prompt, "One prompt (its continuation streams to stdout)");
   a->prompts_opt = cmd->add_option("--prompts", a->prompts_file,

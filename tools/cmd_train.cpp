@@ -10,6 +10,7 @@
 #include "whtlm/checkpoint.hpp"
 #include "whtlm/data.hpp"
 #include "whtlm/threads.hpp"
+#include "whtlm/tokenizer.hpp"
 #include "whtlm/train.hpp"
 
 namespace whtlm::cli {
@@ -65,7 +66,7 @@ void print_result(const TrainResult& r, const std::string& out) {
 }
 
 struct EvalArgs {
-  std::string checkpoint, data, val_data, split = "val";
+  std::string checkpoint, data, val_data, split = "val", tokenizer;
   int batch = 8, seq = 0, threads = 0;
   std::size_t max_windows = 0;
   bool json = false;
@@ -82,40 +83,51 @@ void run_eval(const EvalArgs& a) {
   if (seq > c.max_seq)
     throw std::invalid_argument("--seq " + std::to_string(seq) + " exceeds the model's context " +
                                 std::to_string(c.max_seq));
-  std::vector<std::int32_t> tokens;
+  // Text is tokenized as the checkpoint was trained (its tokenizer.json), unless told.
+  const std::string spec = a.tokenizer.empty() ? checkpoint_tokenizer(a.checkpoint) : a.tokenizer;
+  data::TokenSource tokens;
   std::string described;
   if (a.split == "all") {
-    const data::TokenStream s = data::read_token_stream(
-        a.data.empty() ? data::default_corpus_path() : a.data, c.vocab_size);
-    tokens = s.tokens;
+    data::TokenStream s = data::read_token_stream(
+        a.data.empty() ? data::default_corpus_path() : a.data, c.vocab_size, spec);
+    tokens = std::move(s.tokens);
     described = s.name;
   } else {
     data::DataOptions d;
     d.path = a.data;
     d.val_path = a.val_data;
     d.vocab_size = c.vocab_size;
+    d.tokenizer = spec;
     data::TokenSplit split = data::load_tokens(d);
-    tokens = a.split == "val" ? std::move(split.val) : std::move(split.train);
+    tokens = a.split == "val" ? split.val : split.train;
     described = split.description + ", " + a.split + " split";
   }
-  const EvalResult r = evaluate(*model, tokens, a.batch, seq, a.max_windows);
-  // A checkpoint with vocabulary 256 and no tokenizer file is byte-level: one token
-  // per byte, so bits per byte = loss / ln 2.
-  const bool bytes = c.vocab_size == 256;
+  // Bytes per token id, for bits per byte (ids the tokenizer lacks count 0 bytes).
+  data::DataOptions spec_only;
+  spec_only.tokenizer = spec;
+  spec_only.path = a.data;
+  const tok::Tokenizer t = data::data_tokenizer(spec_only);
+  std::vector<std::int32_t> lengths(static_cast<std::size_t>(c.vocab_size), 0);
+  for (int id = 0; id < std::min(c.vocab_size, t.vocab_size()); ++id)
+    lengths[std::size_t(id)] = static_cast<std::int32_t>(t.token_bytes(id).size());
+  const EvalResult r = evaluate(*model, tokens, a.batch, seq, a.max_windows, lengths);
   if (a.json) {
     nlohmann::json j{{"checkpoint", a.checkpoint},
                      {"data", described},
+                     {"tokenizer", spec},
                      {"tokens", r.tokens},
+                     {"bytes", r.bytes},
                      {"loss", r.loss},
                      {"perplexity", std::exp(r.loss)},
+                     {"bits_per_byte", r.bits_per_byte()},
                      {"seq", seq}};
-    if (bytes) j["bits_per_byte"] = r.loss / std::log(2.0);
     std::cout << j.dump() << "\n";
   } else {
-    std::printf("%s on %s: %zu tokens, loss %.4f, perplexity %.3f", a.checkpoint.c_str(),
-                described.c_str(), r.tokens, r.loss, std::exp(r.loss));
-    if (bytes) std::printf(", %.4f bits per byte", r.loss / std::log(2.0));
-    std::printf("\n");
+    std::printf(
+        "%s on %s: %zu tokens (%.0f bytes), loss %.4f, perplexity %.3f, %.4f bits per "
+        "byte\n",
+        a.checkpoint.c_str(), described.c_str(), r.tokens, r.bytes, r.loss, std::exp(r.loss),
+        r.bits_per_byte());
   }
 }
 
@@ -135,6 +147,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val-data", o.data.val_path,
                   "Separate validation data (default: a deterministic share of --data)");
   cmd->add_option("--val-fraction", o.data.val_fraction, "Share of --data held out for validation")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", o.data.tokenizer,
+                  "How text is tokenized: byte, a tokenizer.json, or a folder with GPT-2's "
+                  "encoder.json + vocab.bpe; the vocabulary follows it unless --vocab is given. "
+                  "Checkpoints carry it as tokenizer.json")
       ->capture_default_str();
   cmd->add_option("--chunk-tokens", o.data.chunk_tokens,
                   "Granularity of the train/validation split, in tokens")
@@ -175,6 +192,10 @@ void add_train_command(CLI::App& app) {
       return;
     }
     TrainOptions opts = a->o;
+    if (a->vocab == 0) {  // the vocabulary follows the data's tokenizer
+      const int v = data::data_tokenizer(opts.data).vocab_size();
+      if (v != 256) a->vocab = v;
+    }
     opts.model = model_from(*a);
     opts.preset = a->preset;
     opts.seq = a->seq > 0 ? a->seq : opts.model.max_seq;
@@ -207,13 +228,15 @@ void add_init_command(CLI::App& app) {
 
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "eval", "Mean loss, perplexity and (byte-level) bits per byte of a checkpoint on data");
+  CLI::App* cmd =
+      app.add_subcommand("eval", "Mean loss, perplexity and bits per byte of a checkpoint on data");
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint or run folder")->required();
   cmd->add_option("--data", a->data, "Data as for train (default: the built-in corpus)");
   cmd->add_option("--val-data", a->val_data, "Separate validation data, as for train");
   cmd->add_option("--split", a->split, "Which part of --data: val, train or all")
       ->capture_default_str();
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "How text is tokenized (default: the checkpoint's tokenizer.json, else byte)");
   cmd->add_option("--batch", a->batch, "Sequences per forward pass")->capture_default_str();
   cmd->add_option("--seq", a->seq, "Tokens per window (default: the model's context)");
   cmd->add_option("--max-windows", a->max_windows,

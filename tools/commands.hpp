@@ -14,7 +14,9 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_tokenizer_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 // The command line as typed (recorded by experiments and reports); main() sets it.
 void set_command_line(int argc, char** argv);
 const std::string& command_line();

@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
   whtlm::cli::add_eval_command(app);
   whtlm::cli::add_init_command(app);
   whtlm::cli::add_generate_command(app);
+  whtlm::cli::add_tokenizer_command(app);
   whtlm::cli::add_experiment_command(app);
+  whtlm::cli::add_data_command(app);
   whtlm::cli::add_report_command(app);
   try {
     app.parse(argc, argv);

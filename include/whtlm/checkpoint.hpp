@@ -32,5 +32,8 @@ std::map<std::string, std::string> load_weights(const std::string& path, const P
                                                 float* params);
 // A model from a checkpoint folder (config.json + model.safetensors).
 std::unique_ptr<Transformer> load_model(const std::string& dir);
+// The tokenizer spec of a checkpoint folder: its tokenizer.json when there is one
+// (training writes it), else "byte" (checkpoints from before tokenizers, `init`).
+std::string checkpoint_tokenizer(const std::string& dir);
 
 }  // namespace whtlm

@@ -9,10 +9,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace whtlm::tok {
+class Tokenizer;
+}
 
 namespace whtlm::data {
 
@@ -49,14 +55,16 @@ std::string default_corpus_path();
 struct TokenStream {
   std::vector<std::int32_t> tokens;
   std::string name;    // file or folder name, for messages ("kjv.txt", "shards/")
-  bool bytes = false;  // true: text tokenized as bytes; false: llm.c shard tokens
+  bool bytes = false;  // true: text tokenized as bytes; false: shards or another tokenizer
   std::size_t files = 1;
 };
 // Loads a text file, a folder of text files (every regular file under it, recursively,
 // in sorted path order, joined with "\n"), an llm.c shard, or a folder whose files are
-// all shards (concatenated in sorted path order). Every id must be < vocab_size, else
-// the error names the file, the position in it and the id.
-TokenStream read_token_stream(const std::string& path, int vocab_size);
+// all shards (concatenated in sorted path order). Text is tokenized by `tokenizer`
+// ("byte", or a spec for tok::load_tokenizer). Every id must be < vocab_size, else the
+// error names the file, the position in it and the id (or the tokenizer's size).
+TokenStream read_token_stream(const std::string& path, int vocab_size,
+                              const std::string& tokenizer = "byte");
 
 struct DataOptions {
   std::string path;                  // empty: the built-in corpus (default_corpus_path())
@@ -64,11 +72,43 @@ struct DataOptions {
   double val_fraction = 0.05;        // of the tokens, used when val_path is empty
   std::size_t chunk_tokens = 16384;  // split granularity
   int vocab_size = 256;              // every id must be < vocab_size (>= 256 for text)
+  // How text is tokenized: "byte", a tokenizer.json, or a folder with GPT-2's files
+  // (tok::load_tokenizer). Token shards are already tokenized and ignore it.
+  std::string tokenizer = "byte";
+};
+
+// A read-only sequence of token ids, either in memory or llm.c shards read through
+// memory maps (pages come from disk on demand, so shards larger than memory work).
+// Copies share the data.
+class TokenSource {
+ public:
+  TokenSource() = default;
+  TokenSource(std::vector<std::int32_t> tokens);  // NOLINT: implicit, in memory
+  // The shards in the order given, as one sequence; each is checked as read_llmc_shard
+  // checks it (magic, version, size), errors naming the file.
+  static TokenSource map_shards(const std::vector<std::string>& paths);
+
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // Copies tokens [offset, offset + n) to out; std::out_of_range past the end.
+  void read(std::size_t offset, std::size_t n, std::int32_t* out) const;
+  std::int32_t operator[](std::size_t i) const;
+  std::vector<std::int32_t> to_vector() const;
+  bool mapped() const { return mapped_ != nullptr; }
+
+ private:
+  struct Mapped;
+  std::shared_ptr<const std::vector<std::int32_t>> memory_;
+  std::shared_ptr<const Mapped> mapped_;
+  std::size_t size_ = 0;
 };
 
 struct TokenSplit {
-  std::vector<std::int32_t> train, val;
+  TokenSource train, val;
   std::string description;  // e.g. "kjv.txt: 4.14 M byte tokens (train 3.93 M, val 0.21 M)"
+  // Batches read the training tokens in order (a prepared shard folder: every token
+  // once per epoch) rather than at random offsets.
+  bool sequential = false;
 };
 
 // Deterministic split of one stream: cut into chunks of chunk_tokens (the last may be
@@ -79,17 +119,53 @@ struct TokenSplit {
 TokenSplit split_tokens(std::span<const std::int32_t> tokens, double val_fraction,
                         std::size_t chunk_tokens);
 
-// Loads options.path (and options.val_path, if set) and splits it as above.
+// Loads options.path (and options.val_path, if set) and splits it as above. A folder
+// written by `whtlm data prepare` (train_*.bin and val_*.bin) is not split: its shards
+// are mapped and read in order.
 TokenSplit load_tokens(const DataOptions& options);
 
-// Random training windows, a pure function of (seed, step, micro): a resumed run draws
-// exactly the batches an uninterrupted one would. Each of the `batch` rows is a window
-// of seq + 1 tokens at an offset drawn uniformly from [0, tokens.size() - seq - 1] by a
-// counter-based generator. The sampler keeps a view of `tokens`: they must outlive it.
+// The tokenizer of a data source: options.tokenizer unless it is "byte"; else the
+// tokenizer.json in a prepared shard folder; else bytes.
+tok::Tokenizer data_tokenizer(const DataOptions& options);
+
+// Tokenizes text once into a folder of llm.c shards for training: train_000000.bin, ...
+// and val_000000.bin, ... (the same chunk-interleaved split as training on text),
+// tokenizer.json and prepare.json (the summary). Files are documents; the tokenizer's
+// <|endoftext|>, if it has one, separates them. Refuses a vocabulary larger than uint16
+// ids hold and a non-empty output folder.
+struct PrepareOptions {
+  std::string data;  // a text file or a folder of text files (empty: the built-in corpus)
+  std::string tokenizer = "byte";
+  std::string out;
+  double val_fraction = 0.05;
+  std::size_t chunk_tokens = 16384;
+  std::size_t shard_tokens = 100'000'000;  // tokens per shard at most
+  // Text encoded per step (one progress report each), cut only where the encoding
+  // cannot change; the result is the same for any value.
+  std::size_t block_bytes = std::size_t{4} << 20;
+  std::function<void(double fraction_done)> progress;  // may be empty
+};
+struct PrepareResult {
+  std::size_t documents = 0, bytes = 0, train_tokens = 0, val_tokens = 0;
+  std::size_t train_shards = 0, val_shards = 0;
+  double seconds = 0;
+};
+PrepareResult prepare_shards(const PrepareOptions& options);
+
+// Training windows, a pure function of (seed, step, micro): a resumed run draws exactly
+// the batches an uninterrupted one would. Each of the `batch` rows is a window of
+// seq + 1 tokens. Random order: at an offset drawn uniformly from
+// [0, tokens.size() - seq - 1] by a counter-based generator. Sequential order: row r
+// of micro-batch m of step s (from 1) is window number ((s - 1) * micro_batches + m) *
+// batch + r, at offset window * seq modulo tokens.size() - seq (so an epoch reads every
+// token once, then the next begins); the seed is unused.
 class BatchSampler {
  public:
-  // Throws std::invalid_argument if tokens.size() < seq + 1, batch < 1 or seq < 1.
-  BatchSampler(std::span<const std::int32_t> tokens, int batch, int seq, std::uint64_t seed);
+  enum class Order { random, sequential };
+  // Throws std::invalid_argument if tokens.size() < seq + 1, batch < 1, seq < 1 or
+  // micro_batches < 1.
+  BatchSampler(TokenSource tokens, int batch, int seq, std::uint64_t seed,
+               Order order = Order::random, int micro_batches = 1);
 
   // inputs and targets: batch x seq, row-major; targets are inputs shifted by one.
   void fill(std::uint64_t step, int micro, std::int32_t* inputs, std::int32_t* targets) const;
@@ -100,16 +176,18 @@ class BatchSampler {
   int seq() const { return seq_; }
 
  private:
-  std::span<const std::int32_t> tokens_;
+  TokenSource tokens_;
   int batch_ = 0, seq_ = 0;
   std::uint64_t seed_ = 0;
+  Order order_ = Order::random;
+  int micro_batches_ = 1;
 };
 
 // Evaluation windows: consecutive non-overlapping windows of seq + 1 tokens (stride
 // seq), so every token after the first is predicted once; a last partial window is
 // dropped. inputs and targets hold seq tokens each.
 std::size_t num_eval_windows(std::size_t n_tokens, int seq);
-void fill_eval_window(std::span<const std::int32_t> tokens, int seq, std::size_t index,
-                      std::int32_t* inputs, std::int32_t* targets);
+void fill_eval_window(const TokenSource& tokens, int seq, std::size_t index, std::int32_t* inputs,
+                      std::int32_t* targets);
 
 }  // namespace whtlm::data

@@ -32,6 +32,11 @@ std::string shape_string(const std::vector<std::int64_t>& shape);
 // Whole file into a string; throws std::runtime_error naming the path and the OS reason.
 std::string read_file(const std::string& path);
 
+// Every regular file under `folder`, recursively, in sorted path order (how a folder of
+// text or shards is read). std::runtime_error names the folder when it cannot be listed
+// or holds no file.
+std::vector<std::string> list_files(const std::string& folder);
+
 // Writes `bytes` to path atomically: a temp file in the same folder (path + ".tmp"), fsync, rename
 // over path, fsync of the folder. On any failure the temp file is removed, the old file at path (if
 // any) is untouched, and std::runtime_error names the path and the reason.

@@ -107,11 +107,15 @@ RunState read_run_state(const std::string& run_dir);
 TrainResult train_until(const TrainOptions& options, std::int64_t stop_after);
 
 // Mean loss over evaluation windows of `tokens` (all of them when max_windows == 0).
+// token_bytes, when given (one entry per id: the token's length in bytes), also sums
+// the bytes of the predicted tokens, for bits per byte.
 struct EvalResult {
   double loss = 0;
   std::size_t tokens = 0;
+  double bytes = 0;              // 0 unless token_bytes was given
+  double bits_per_byte() const;  // loss * tokens / bytes / ln 2 (NaN without bytes)
 };
-EvalResult evaluate(Transformer& model, std::span<const std::int32_t> tokens, int batch, int seq,
-                    std::size_t max_windows = 0);
+EvalResult evaluate(Transformer& model, const data::TokenSource& tokens, int batch, int seq,
+                    std::size_t max_windows = 0, std::span<const std::int32_t> token_bytes = {});
 
 }  // namespace whtlm

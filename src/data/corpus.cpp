@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "whtlm/data.hpp"
+#include "whtlm/io.hpp"
+#include "whtlm/tokenizer.hpp"
 
 namespace whtlm::data {
 namespace {
@@ -290,7 +292,23 @@ std::string default_corpus_path() {
   return path.string();
 }
 
-TokenStream read_token_stream(const std::string& path, int vocab_size) {
+namespace {
+
+// Text tokenized by a tokenizer other than bytes, in parallel.
+std::vector<std::int32_t> encode_text(const std::string& path, int vocab_size,
+                                      const std::string& spec) {
+  const tok::Tokenizer t = tok::load_tokenizer(spec);
+  if (t.vocab_size() > vocab_size)
+    throw std::runtime_error(spec + ": the tokenizer has " + std::to_string(t.vocab_size()) +
+                             " tokens, more than the model's vocabulary of " +
+                             std::to_string(vocab_size) + " (set --vocab)");
+  return t.encode_parallel(tok::read_text(path));
+}
+
+}  // namespace
+
+TokenStream read_token_stream(const std::string& path, int vocab_size,
+                              const std::string& tokenizer) {
   if (path.empty()) throw std::invalid_argument("data path is empty");
   if (vocab_size < 1) {
     throw std::invalid_argument("vocab_size must be positive (got " + std::to_string(vocab_size) +
@@ -311,6 +329,8 @@ TokenStream read_token_stream(const std::string& path, int vocab_size) {
     if (looks_like_llmc_shard(path)) {
       stream.tokens = read_llmc_shard(path);
       check_vocab(stream.tokens, vocab_size, path);
+    } else if (tokenizer != "byte") {
+      stream.tokens = encode_text(path, vocab_size, tokenizer);
     } else {
       check_text_vocab(vocab_size, path);
       append_bytes(read_whole_file(path), stream.tokens);
@@ -325,14 +345,7 @@ TokenStream read_token_stream(const std::string& path, int vocab_size) {
   // A folder: every regular file under it, in sorted path order.
   stream.name = display_name(path, true);
   std::vector<fs::path> files;
-  for (auto it = fs::recursive_directory_iterator(path, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code type_ec;
-    if (it->is_regular_file(type_ec)) files.push_back(it->path());
-  }
-  if (ec) throw std::runtime_error(path + ": cannot list the folder: " + ec.message());
-  if (files.empty()) throw std::runtime_error(path + ": the data folder has no files");
-  std::sort(files.begin(), files.end());
+  for (const std::string& f : io::list_files(path)) files.emplace_back(f);
   stream.files = files.size();
 
   std::size_t shards = 0;
@@ -358,6 +371,8 @@ TokenStream read_token_stream(const std::string& path, int vocab_size) {
       check_vocab(part, vocab_size, f.string());
       stream.tokens.insert(stream.tokens.end(), part.begin(), part.end());
     }
+  } else if (tokenizer != "byte") {
+    stream.tokens = encode_text(path, vocab_size, tokenizer);
   } else {
     check_text_vocab(vocab_size, path);
     stream.bytes = true;

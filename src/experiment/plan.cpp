@@ -156,6 +156,7 @@ std::string plan_to_json(const Plan& p) {
          {"first_seed", p.first_seed},
          {"data", p.data.path},
          {"val_data", p.data.val_path},
+         {"tokenizer", p.data.tokenizer},
          {"bench",
           {{"batches", p.bench_batches},
            {"prompts", p.bench_prompts},
@@ -174,10 +175,11 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
     throw std::invalid_argument(source + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw std::invalid_argument(source + ": expected a JSON object");
-  reject_unknown(j,
-                 {"sizes", "projections", "tokens", "batch", "seq", "lr", "eval_every",
-                  "eval_batches", "first_seed", "data", "val_data", "bench", "threads"},
-                 source);
+  reject_unknown(
+      j,
+      {"sizes", "projections", "tokens", "batch", "seq", "lr", "eval_every", "eval_batches",
+       "first_seed", "data", "val_data", "tokenizer", "bench", "threads"},
+      source);
   Plan p = builtin_plan("default");
   if (j.contains("sizes")) {
     if (!j["sizes"].is_array()) throw std::invalid_argument(source + ".sizes: expected an array");
@@ -247,6 +249,7 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
   read(j, "first_seed", p.first_seed, source);
   read(j, "data", p.data.path, source);
   read(j, "val_data", p.data.val_path, source);
+  read(j, "tokenizer", p.data.tokenizer, source);
   read(j, "threads", p.threads, source);
   if (j.contains("bench")) {
     const json& b = j["bench"];

@@ -200,4 +200,10 @@ std::unique_ptr<Transformer> load_model(const std::string& dir) {
   return model;
 }
 
+std::string checkpoint_tokenizer(const std::string& dir) {
+  const std::filesystem::path p = std::filesystem::path(dir) / "tokenizer.json";
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec) ? p.string() : std::string("byte");
+}
+
 }  // namespace whtlm

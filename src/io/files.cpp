@@ -135,4 +135,18 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   write_file_atomic_with(path, [bytes](AtomicWriter& w) { w.write(bytes); });
 }
 
+std::vector<std::string> list_files(const std::string& folder) {
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (auto it = std::filesystem::recursive_directory_iterator(folder, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_regular_file(type_ec)) files.push_back(it->path().string());
+  }
+  if (ec) throw std::runtime_error(folder + ": cannot list the folder: " + ec.message());
+  if (files.empty()) throw std::runtime_error(folder + ": the folder has no files");
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
 }  // namespace whtlm::io

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -20,6 +21,7 @@
 #include "whtlm/io.hpp"
 #include "whtlm/perf.hpp"
 #include "whtlm/threads.hpp"
+#include "whtlm/tokenizer.hpp"
 #include "whtlm/train.hpp"
 
 namespace whtlm {
@@ -36,7 +38,8 @@ json options_to_json(const TrainOptions& o) {
            {{"path", o.data.path},
             {"val_path", o.data.val_path},
             {"val_fraction", o.data.val_fraction},
-            {"chunk_tokens", o.data.chunk_tokens}}},
+            {"chunk_tokens", o.data.chunk_tokens},
+            {"tokenizer", o.data.tokenizer}}},
           {"batch", o.batch},
           {"seq", o.seq},
           {"accum", o.accum},
@@ -68,6 +71,7 @@ TrainOptions options_from_json(const json& j, const std::string& source) {
     o.data.val_path = d.at("val_path").get<std::string>();
     o.data.val_fraction = d.at("val_fraction").get<double>();
     o.data.chunk_tokens = d.at("chunk_tokens").get<std::size_t>();
+    o.data.tokenizer = d.value("tokenizer", std::string("byte"));  // absent before tokenizers
     o.batch = j.at("batch").get<int>();
     o.seq = j.at("seq").get<int>();
     o.accum = j.at("accum").get<int>();
@@ -150,11 +154,12 @@ void link_or_copy(const fs::path& from, const fs::path& to) {
 }
 
 void save_checkpoint(const std::string& dir, const TrainOptions& o, const Transformer& model,
-                     AdamW& opt, const Counters& c) {
+                     AdamW& opt, const Counters& c, const std::string& tokenizer_json) {
   const std::string name = "checkpoints/step-" + std::to_string(c.step);
   const fs::path ck = fs::path(dir) / name;
   const std::map<std::string, std::string> meta{{"step", std::to_string(c.step)}};
   save_model(ck.string(), model.layout(), model.params().data(), meta);
+  io::write_file_atomic((ck / "tokenizer.json").string(), tokenizer_json);
   const auto n = static_cast<std::int64_t>(model.layout().total_floats());
   io::write_safetensors((ck / "optimizer.safetensors").string(),
                         {{"exp_avg", io::DType::f32, {n}, opt.exp_avg().data()},
@@ -168,7 +173,8 @@ void save_checkpoint(const std::string& dir, const TrainOptions& o, const Transf
                    {"threads", num_threads()},
                    {"options", options_to_json(o)}};
   io::write_file_atomic(path_in(dir, "train_state.json"), state.dump(2) + "\n");
-  for (const char* f : {"model.safetensors", "config.json", "optimizer.safetensors"})
+  for (const char* f :
+       {"model.safetensors", "config.json", "optimizer.safetensors", "tokenizer.json"})
     link_or_copy(ck / f, fs::path(dir) / f);
   remove_other_checkpoints(dir, name);
 }
@@ -222,6 +228,7 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   set_num_threads(o.threads > 0 ? o.threads : available_cores());
   o.data.vocab_size = o.model.vocab_size;
   const data::TokenSplit split = data::load_tokens(o.data);
+  const std::string tokenizer_json = data::data_tokenizer(o.data).to_json();
 
   Transformer model(o.model);
   AdamW opt(model.layout(), o.adamw);
@@ -253,7 +260,10 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   const std::int64_t warmup = o.warmup >= 0 ? o.warmup : std::min<std::int64_t>(200, total / 20);
   const std::int64_t last = stop_after > 0 ? std::min(stop_after, total) : total;
 
-  const data::BatchSampler sampler(split.train, o.batch, o.seq, o.seed);
+  const data::BatchSampler sampler(
+      split.train, o.batch, o.seq, o.seed,
+      split.sequential ? data::BatchSampler::Order::sequential : data::BatchSampler::Order::random,
+      o.accum);
   std::vector<std::int32_t> inputs(std::size_t(o.batch) * o.seq * o.accum), targets(inputs.size());
   model.reserve(o.batch, o.seq);
 
@@ -317,7 +327,7 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
     }
     metrics << rec.dump() << "\n" << std::flush;
     const bool save = (o.save_every > 0 && step % o.save_every == 0) || step == last;
-    if (save) save_checkpoint(o.out, o, model, opt, c);
+    if (save) save_checkpoint(o.out, o, model, opt, c, tokenizer_json);
 
     if (o.progress && (tty || eval || step == 1 || step % 50 == 0)) {
       const double rate = double(tokens_per_step) / dt;
@@ -369,15 +379,20 @@ StepResult train_step(Transformer& model, AdamW& opt, const std::int32_t* inputs
   return r;
 }
 
-EvalResult evaluate(Transformer& model, std::span<const std::int32_t> tokens, int batch, int seq,
-                    std::size_t max_windows) {
+double EvalResult::bits_per_byte() const {
+  return bytes > 0 ? loss * double(tokens) / bytes / std::log(2.0)
+                   : std::numeric_limits<double>::quiet_NaN();
+}
+
+EvalResult evaluate(Transformer& model, const data::TokenSource& tokens, int batch, int seq,
+                    std::size_t max_windows, std::span<const std::int32_t> token_bytes) {
   const std::size_t windows = data::num_eval_windows(tokens.size(), seq);
   if (windows == 0)
     throw std::invalid_argument(
         "evaluation data has fewer than seq + 1 = " + std::to_string(seq + 1) + " tokens");
   const std::size_t use = max_windows == 0 ? windows : std::min(windows, max_windows);
   std::vector<std::int32_t> in(std::size_t(batch) * seq), tg(in.size());
-  double sum = 0;
+  double sum = 0, bytes = 0;
   std::size_t counted = 0;
   for (std::size_t first = 0; first < use; first += std::size_t(batch)) {
     const std::size_t rows = std::min<std::size_t>(std::size_t(batch), use - first);
@@ -389,8 +404,11 @@ EvalResult evaluate(Transformer& model, std::span<const std::int32_t> tokens, in
     sum += model.forward(in.data(), tg.data(), static_cast<int>(rows), seq) *
            double(rows * std::size_t(seq));
     counted += rows * std::size_t(seq);
+    if (!token_bytes.empty())
+      for (std::size_t i = 0; i < rows * std::size_t(seq); ++i)
+        bytes += double(token_bytes[static_cast<std::size_t>(tg[i])]);
   }
-  return {sum / double(counted), counted};
+  return {sum / double(counted), counted, bytes};
 }
 
 std::int64_t total_steps(const TrainOptions& o) {

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Training on BPE tokens through the command line:
+#  - `whtlm data prepare` writes train/val shards, tokenizer.json and a summary, with
+#    clear refusals for a used folder and a missing tokenizer;
+#  - `whtlm train` on the prepared folder takes the tokenizer's vocabulary and its
+#    checkpoints carry the tokenizer; on text with --tokenizer it does the same;
+#  - `whtlm eval` reports bits per byte from the tokens' byte lengths, and
+#    `whtlm generate` encodes and decodes text with the checkpoint's tokenizer.
+# Usage: tokenized_training_test.sh PATH/TO/whtlm
+set -uo pipefail
+whtlm="$1"
+py=/usr/bin/python3
+source "$(dirname "$0")/testlib.sh"
+
+"$whtlm" data prepare --help >/dev/null 2>&1; check "data prepare --help" $?
+
+$py -c "
+import random
+r = random.Random(3)
+words = 'and the lord said unto moses behold i will make thee a great nation'.split()
+print('\n'.join(' '.join(r.choice(words) for _ in range(10)) for _ in range(8000)))
+" >"$tmp/corpus.txt"
+"$whtlm" tokenizer train --vocab 300 --data "$tmp/corpus.txt" --out "$tmp/tok.json" --quiet
+check "tokenizer train" $?
+
+"$whtlm" data prepare --tokenizer "$tmp/tok.json" --data "$tmp/corpus.txt" --out "$tmp/prep" \
+  --chunk-tokens 2048 >"$tmp/prep.out" 2>"$tmp/prep.err"
+check "data prepare" $?
+for f in train_000000.bin val_000000.bin tokenizer.json prepare.json; do
+  [ -s "$tmp/prep/$f" ]; check "prepared folder has $f" $?
+done
+grep -q "bytes per token" "$tmp/prep.out"; check "summary names bytes per token" $?
+grep -q "100%" "$tmp/prep.err"; check "progress reaches 100%" $?
+$py - "$tmp/prep/prepare.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["vocab_size"] == 300 and s["documents"] == 1, s
+assert s["train_tokens"] + s["val_tokens"] == s["tokens"] and s["bytes"] > 2 * s["tokens"], s
+PY
+check "prepare.json: vocabulary, documents, tokens add up, more than 2 bytes per token" $?
+
+refused "prepare into a used folder" "not empty" -- \
+  "$whtlm" data prepare --tokenizer "$tmp/tok.json" --data "$tmp/corpus.txt" --out "$tmp/prep"
+refused "prepare with a missing tokenizer names it" "nope.json" -- \
+  "$whtlm" data prepare --tokenizer "$tmp/nope.json" --data "$tmp/corpus.txt" --out "$tmp/p2"
+
+small=(--layers 1 --d-model 64 --heads 2 --seq 32 --batch 4 --steps 30 --eval-every 15 --quiet)
+"$whtlm" train "${small[@]}" --data "$tmp/prep" --out "$tmp/run" 2>"$tmp/train.err"
+check "train on prepared shards" $?
+$py -c "import json, sys; assert json.load(open(sys.argv[1]))['vocab_size'] == 300" \
+  "$tmp/run/config.json"
+check "the model takes the tokenizer's vocabulary" $?
+[ -s "$tmp/run/tokenizer.json" ]; check "the checkpoint carries tokenizer.json" $?
+echo "and the lord said unto moses" | "$whtlm" tokenizer encode --tokenizer "$tmp/tok.json" >"$tmp/a"
+echo "and the lord said unto moses" | "$whtlm" tokenizer encode --tokenizer "$tmp/run/tokenizer.json" >"$tmp/b"
+cmp -s "$tmp/a" "$tmp/b" && [ -s "$tmp/a" ]; check "the carried tokenizer encodes as the original" $?
+
+"$whtlm" eval --checkpoint "$tmp/run" --data "$tmp/prep" --json >"$tmp/eval.json"
+check "eval on the prepared shards" $?
+$py - "$tmp/eval.json" <<'PY'
+import json, math, sys
+e = json.load(open(sys.argv[1]))
+assert e["bytes"] > 2 * e["tokens"], e
+want = e["loss"] * e["tokens"] / e["bytes"] / math.log(2)
+assert abs(e["bits_per_byte"] - want) < 1e-9 * want, e
+PY
+check "bits per byte = loss x tokens / bytes / ln 2, over more than 2 bytes per token" $?
+
+"$whtlm" generate --checkpoint "$tmp/run" --prompt "and the" --max-new-tokens 8 --json \
+  >"$tmp/gen.json" 2>/dev/null
+check "generate with the checkpoint's tokenizer" $?
+$py -c "
+import json, sys
+g = json.loads(open(sys.argv[1]).readline())
+assert g['prompt'] == 'and the' and len(g['tokens']) == 8 and isinstance(g['text'], str), g
+" "$tmp/gen.json"
+check "generate returns 8 tokens and their text" $?
+
+"$whtlm" train "${small[@]}" --data "$tmp/corpus.txt" --tokenizer "$tmp/tok.json" \
+  --chunk-tokens 2048 --out "$tmp/run2" 2>/dev/null
+check "train on text with --tokenizer" $?
+$py -c "import json, sys; assert json.load(open(sys.argv[1]))['vocab_size'] == 300" \
+  "$tmp/run2/config.json"
+check "text run takes the tokenizer's vocabulary" $?
+"$whtlm" train --resume "$tmp/run2" --quiet 2>/dev/null; check "resume of a tokenized run" $?
+refused "a vocabulary smaller than the tokenizer's is refused" "more than the model" -- \
+  "$whtlm" train "${small[@]}" --data "$tmp/corpus.txt" --tokenizer "$tmp/tok.json" --vocab 290 \
+  --out "$tmp/run3"
+
+finish
