@@ -525,13 +525,13 @@ class Writer {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" +
         html_escape(o_.title) +
         "</title>\n<style>\n"
-        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\n"
+        "body{font-family:sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}\n"
         "table{border-collapse:collapse;margin:1em 0;font-size:14px}\n"
         "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\n"
         "th{background:#f2f2f2}\n"
         "td.v0{background:#d9f2d9;font-weight:bold}td.v1{background:#f8d7d7;font-weight:bold}\n"
         "td.v2{background:#fff3cd}td.v3{color:#888}\n"
-        "figure{display:inline-block;margin:0.5em;max-width:740px}\n"
+        "figure{display:inline-block;margin:0.5em 0.4%;width:48.5%;vertical-align:top}\n"
         "figure img{width:100%;border:1px solid #eee}\nfigcaption{font-size:13px;color:#555}\n"
         "code{background:#f5f5f5;padding:1px 4px}\n</style></head><body>\n<h1>" +
         html_escape(o_.title) + "</h1>\n<p>" + html_escape(intro()) + "</p>\n";
