@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "report/analysis.hpp"
@@ -46,7 +47,19 @@ std::string colour(Projection p, std::size_t size_index, std::size_t sizes) {
 struct Table {
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
+  int link_column = -1;  // this column holds space-separated relative paths, shown as links
 };
+
+// The paths of a link cell as Markdown or HTML links.
+std::string links_md(const std::string& cell) {
+  std::string out, path;
+  std::istringstream in(cell);
+  while (in >> path) {  // appended piecewise: GCC 12 warns falsely on "[" + path + ...
+    if (!out.empty()) out += ' ';
+    out.append("[").append(path).append("](").append(path).append(")");
+  }
+  return out;
+}
 
 std::string html_escape(const std::string& s) {
   std::string o;
@@ -83,7 +96,8 @@ std::string to_markdown(const Table& t) {
   s += "\n";
   for (const auto& r : t.rows) {
     s += "|";
-    for (const std::string& c : r) s.append(" ").append(md_cell(c)).append(" |");
+    for (std::size_t i = 0; i < r.size(); ++i)
+      s.append(" ").append(int(i) == t.link_column ? links_md(r[i]) : md_cell(r[i])).append(" |");
     s += "\n";
   }
   return s + "\n";
@@ -95,7 +109,16 @@ std::string to_html(const Table& t, const std::string& cls = "") {
   s += "</tr>\n";
   for (const auto& r : t.rows) {
     s += "<tr>";
-    for (const std::string& c : r) {
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      const std::string& c = r[i];
+      if (int(i) == t.link_column) {
+        std::string cell, path;
+        std::istringstream in(c);
+        while (in >> path)
+          cell += "<a href=\"" + html_escape(path) + "\">" + html_escape(path) + "</a><br>";
+        s += "<td>" + cell + "</td>";
+        continue;
+      }
       // Verdict cells get a class so they can be coloured.
       std::string attr;
       for (Verdict v :
@@ -307,10 +330,13 @@ class Writer {
           if (w == nullptr) continue;
           const perf::Summary& a = prefill ? w->prefill_tokens_per_s : w->decode_tokens_per_s;
           const perf::Summary& b = prefill ? k.prefill_tokens_per_s : k.decode_tokens_per_s;
+          // Band: the ratio's noise as the claims count it (both half-ranges added).
+          const double r = a.median / b.median;
+          const double n = 0.5 * (a.max - a.min) / a.median + 0.5 * (b.max - b.min) / b.median;
           ser.x.push_back(along_batch ? k.batch : k.prompt);
-          ser.y.push_back(a.median / b.median);
-          ser.y_lo.push_back(a.min / b.max);
-          ser.y_hi.push_back(a.max / b.min);
+          ser.y.push_back(r);
+          ser.y_lo.push_back(r * (1 - n));
+          ser.y_hi.push_back(r * (1 + n));
         }
         sort_series(ser);
         if (!ser.x.empty()) c.series.push_back(ser);
@@ -422,7 +448,8 @@ class Writer {
   Table loss_table() const {
     Table t{{"size", "projection", "seeds", "tokens", "training FLOPs", "final val loss",
              "seed spread", "tokens/s (median)", "peak memory MiB", "metrics"},
-            {}};
+            {},
+            9};
     for (const std::string& s : size_names_)
       for (Projection p : kProjections) {
         const auto runs = runs_of(d_, s, p);
