@@ -44,6 +44,35 @@ refused "prepare into a used folder" "not empty" -- \
 refused "prepare with a missing tokenizer names it" "nope.json" -- \
   "$whtlm" data prepare --tokenizer "$tmp/nope.json" --data "$tmp/corpus.txt" --out "$tmp/p2"
 
+# A vocabulary beyond uint16 ids (65536) is refused before anything is written.
+$py - "$tmp/big.json" <<'PY'
+import json, sys
+# GPT-2's byte-to-unicode map, then 256 byte tokens + 65281 two-byte tokens, each a merge.
+keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+m, extra = {}, 0
+for b in range(256):
+    if b in keep:
+        m[b] = chr(b)
+    else:
+        m[b] = chr(256 + extra)
+        extra += 1
+vocab = {m[b]: b for b in range(256)}
+merges = []
+for i in range(65281):
+    a, b = divmod(i, 256)
+    vocab[m[a] + m[b]] = 256 + i
+    merges.append(m[a] + " " + m[b])
+json.dump({"version": "1.0", "added_tokens": [], "normalizer": None,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                             "use_regex": True},
+           "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                       "use_regex": True},
+           "model": {"type": "BPE", "vocab": vocab, "merges": merges}}, open(sys.argv[1], "w"))
+PY
+refused "a vocabulary beyond uint16 is refused" "do not fit the uint16" -- \
+  "$whtlm" data prepare --tokenizer "$tmp/big.json" --data "$tmp/corpus.txt" --out "$tmp/p3"
+[ ! -e "$tmp/p3" ]; check "nothing written for a refused vocabulary" $?
+
 small=(--layers 1 --d-model 64 --heads 2 --seq 32 --batch 4 --steps 30 --eval-every 15 --quiet)
 "$whtlm" train "${small[@]}" --data "$tmp/prep" --out "$tmp/run" 2>"$tmp/train.err"
 check "train on prepared shards" $?

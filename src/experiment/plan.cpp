@@ -70,8 +70,8 @@ Plan builtin_plan(const std::string& name) {
   } else if (name == "quick") {
     // A first look in about 2 minutes: the seed spread only at the smaller size.
     p.sizes = {llama_size(2, 128, 2, 2), llama_size(4, 128, 2, 1)};
-    p.tokens = 80 * 16 * 128;
-    p.eval_every = 10;
+    p.tokens = 160 * 16 * 128;
+    p.eval_every = 20;
     p.bench_prompts = {64, 256};
     p.bench_batches = {1, 8};
     p.bench_repetitions = 2;
