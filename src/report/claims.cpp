@@ -110,6 +110,14 @@ double late_slope(const TrainRun& r) {
   return n >= 3 && den > 0 ? (n * sxy - sx * sy) / den : kNaN;
 }
 
+// f of each finished run of a size and projection, in seed order.
+template <class F>
+std::vector<double> per_seed(const Data& d, const std::string& size, Projection p, F f) {
+  std::vector<double> v;
+  for (const auto& [seed, r] : runs_of(d, size, p)) v.push_back(f(*r));
+  return v;
+}
+
 // wht/dense ratio of one inference case and its noise: the relative half-ranges of
 // the two medians, added.
 struct CaseRatio {
@@ -246,11 +254,9 @@ std::vector<Claim> decide_claims(const Data& d) {
     Claim c{"peak_memory", "Lower peak memory", "8.9% lower (v1)", "", "", Verdict::not_measured};
     std::vector<Evidence> ev;
     for (const auto& [name, m] : sizes) {
-      std::vector<double> w, x;
-      for (const auto& [seed, r] : runs_of(d, name, Projection::wht))
-        w.push_back(double(r->peak_rss_bytes));
-      for (const auto& [seed, r] : runs_of(d, name, Projection::dense))
-        x.push_back(double(r->peak_rss_bytes));
+      auto rss = [](const TrainRun& r) { return double(r.peak_rss_bytes); };
+      const std::vector<double> w = per_seed(d, name, Projection::wht, rss),
+                                x = per_seed(d, name, Projection::dense, rss);
       if (w.empty() || x.empty() || !(mean(x) > 0)) continue;
       const double cut = 1.0 - mean(w) / mean(x);
       // Noise: the spread of the same run over seeds, at least 0.5% of dense's peak.
@@ -415,9 +421,8 @@ std::vector<Claim> decide_claims(const Data& d) {
             Verdict::not_measured};
     std::vector<Evidence> ev;
     for (const auto& [name, m] : sizes) {
-      std::vector<double> w, x;
-      for (const auto& [seed, r] : runs_of(d, name, Projection::wht)) w.push_back(late_slope(*r));
-      for (const auto& [seed, r] : runs_of(d, name, Projection::dense)) x.push_back(late_slope(*r));
+      const std::vector<double> w = per_seed(d, name, Projection::wht, late_slope),
+                                x = per_seed(d, name, Projection::dense, late_slope);
       if (w.empty() || x.empty()) continue;
       const double noise = std::max(spread(w), spread(x));
       // Steeper means more negative: dense's slope minus wht's is positive.

@@ -167,6 +167,13 @@ struct Figure {
   std::string file, caption;
 };
 
+// One part of the report: a heading, an optional paragraph, a table and its figures.
+struct Section {
+  std::string title, note;
+  Table table;
+  std::vector<Figure> figures;
+};
+
 class Writer {
  public:
   Writer(const Data& d, const WriteOptions& o) : d_(d), o_(o), sizes_(sizes_by_params(d)) {
@@ -200,16 +207,16 @@ class Writer {
     const std::vector<std::string> pngs = convert_to_png(w.figures);
     w.figures.insert(w.figures.end(), pngs.begin(), pngs.end());
 
-    const std::vector<std::pair<std::string, Table>> sections = {
-        {"Claims", claims_table(w.claims)},
-        {"Parameters", params_table()},
-        {"Validation loss", loss_table()},
-        {"Loss at equal training FLOPs", equal_flops_table()},
-        {"Inference", infer_table()}};
+    const std::vector<Section> sections = {
+        {"Claims", "", claims_table(w.claims), {}},
+        {"Parameters", "", params_table(), {}},
+        {"Validation loss", "", loss_table(), loss_figs},
+        {"Loss at equal training FLOPs", equal_flops_note(), equal_flops_table(), {}},
+        {"Inference", "", infer_table(), infer_figs}};
     w.report_md = path("report.md");
     w.index_html = path("index.html");
-    io::write_file_atomic(w.report_md, markdown(sections, loss_figs, infer_figs));
-    io::write_file_atomic(w.index_html, html(sections, loss_figs, infer_figs));
+    io::write_file_atomic(w.report_md, markdown(sections));
+    io::write_file_atomic(w.index_html, html(sections));
     return w;
   }
 
@@ -527,27 +534,19 @@ class Writer {
     return s + "\n";
   }
 
-  std::string markdown(const std::vector<std::pair<std::string, Table>>& sections,
-                       const std::vector<Figure>& loss_figs,
-                       const std::vector<Figure>& infer_figs) const {
+  std::string markdown(const std::vector<Section>& sections) const {
     std::string s = "# " + o_.title + "\n\n" + intro() + "\n\n";
-    for (const auto& [title, table] : sections) {
-      s += "## " + title + "\n\n";
-      if (title == "Loss at equal training FLOPs") s += equal_flops_note() + "\n\n";
-      s += table.rows.empty() ? "No data.\n\n" : to_markdown(table);
-      const auto* figs = title == "Validation loss" ? &loss_figs
-                         : title == "Inference"     ? &infer_figs
-                                                    : nullptr;
-      if (figs)
-        for (const Figure& f : *figs)
-          s += "![" + f.caption + "](figures/" + f.file + ")\n\n*" + f.caption + "*\n\n";
+    for (const Section& sec : sections) {
+      s += "## " + sec.title + "\n\n";
+      if (!sec.note.empty()) s += sec.note + "\n\n";
+      s += sec.table.rows.empty() ? "No data.\n\n" : to_markdown(sec.table);
+      for (const Figure& f : sec.figures)
+        s += "![" + f.caption + "](figures/" + f.file + ")\n\n*" + f.caption + "*\n\n";
     }
     return s + provenance_md();
   }
 
-  std::string html(const std::vector<std::pair<std::string, Table>>& sections,
-                   const std::vector<Figure>& loss_figs,
-                   const std::vector<Figure>& infer_figs) const {
+  std::string html(const std::vector<Section>& sections) const {
     std::string s =
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" +
         html_escape(o_.title) +
@@ -562,19 +561,14 @@ class Writer {
         "figure img{width:100%;border:1px solid #eee}\nfigcaption{font-size:13px;color:#555}\n"
         "code{background:#f5f5f5;padding:1px 4px}\n</style></head><body>\n<h1>" +
         html_escape(o_.title) + "</h1>\n<p>" + html_escape(intro()) + "</p>\n";
-    for (const auto& [title, table] : sections) {
-      s += "<h2>" + html_escape(title) + "</h2>\n";
-      if (title == "Loss at equal training FLOPs")
-        s += "<p>" + html_escape(equal_flops_note()) + "</p>\n";
-      s += table.rows.empty() ? "<p>No data.</p>\n" : to_html(table);
-      const auto* figs = title == "Validation loss" ? &loss_figs
-                         : title == "Inference"     ? &infer_figs
-                                                    : nullptr;
-      if (figs)
-        for (const Figure& f : *figs)
-          s += "<figure><a href=\"figures/" + html_escape(f.file) + "\"><img src=\"figures/" +
-               html_escape(f.file) + "\" alt=\"" + html_escape(f.caption) + "\"></a><figcaption>" +
-               html_escape(f.caption) + "</figcaption></figure>\n";
+    for (const Section& sec : sections) {
+      s += "<h2>" + html_escape(sec.title) + "</h2>\n";
+      if (!sec.note.empty()) s += "<p>" + html_escape(sec.note) + "</p>\n";
+      s += sec.table.rows.empty() ? "<p>No data.</p>\n" : to_html(sec.table);
+      for (const Figure& f : sec.figures)
+        s += "<figure><a href=\"figures/" + html_escape(f.file) + "\"><img src=\"figures/" +
+             html_escape(f.file) + "\" alt=\"" + html_escape(f.caption) + "\"></a><figcaption>" +
+             html_escape(f.caption) + "</figcaption></figure>\n";
     }
     s += "<h2>Provenance</h2>\n<ul>\n";
     for (const Data::Command& c : d_.commands)
