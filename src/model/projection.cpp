@@ -39,12 +39,12 @@ class Projector : public OutputProjection {
     self().template fwd<double>(y, x, p, rows);
   }
   void backward(float* dx, float* dp, const float* dy, const float* x, const float* p,
-                std::size_t rows, float* scratch) const override {
-    self().template bwd<float>(dx, dp, dy, x, p, rows, scratch);
+                std::size_t rows) const override {
+    self().template bwd<float>(dx, dp, dy, x, p, rows);
   }
   void backward(double* dx, double* dp, const double* dy, const double* x, const double* p,
-                std::size_t rows, double* scratch) const override {
-    self().template bwd<double>(dx, dp, dy, x, p, rows, scratch);
+                std::size_t rows) const override {
+    self().template bwd<double>(dx, dp, dy, x, p, rows);
   }
   const std::vector<ProjectionParam>& parameters() const override { return params_; }
 
@@ -63,7 +63,6 @@ class Dense final : public Projector<Dense> {
     if (bias_) params_.push_back({"bias", {d}, TensorInit::zeros});
   }
   Projection kind() const override { return Projection::dense; }
-  std::size_t scratch_size(std::size_t) const override { return 0; }
   double flops_forward() const override {
     return 2.0 * double(d_) * double(d_) + (bias_ ? double(d_) : 0.0);
   }
@@ -76,7 +75,7 @@ class Dense final : public Projector<Dense> {
     backend::linear_forward<T>(y, x, p, bias_ ? p + d_ * d_ : nullptr, rows, d_, d_, in_out_, true);
   }
   template <class T>
-  void bwd(T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows, T*) const {
+  void bwd(T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {
     backend::linear_backward<T>(dx, dp, bias_ ? dp + d_ * d_ : nullptr, dy, x, p, rows, d_, d_,
                                 in_out_, false);
   }
@@ -94,7 +93,6 @@ class Wht final : public Projector<Wht> {
     params_.push_back({"bias", {d}, TensorInit::zeros});
   }
   Projection kind() const override { return Projection::wht; }
-  std::size_t scratch_size(std::size_t rows) const override { return rows * d_; }
   // Transform, then scale by 1/sqrt(d) and gamma (2 multiplies) and add beta.
   double flops_forward() const override { return hadamard_additions(d_) + 3.0 * double(d_); }
   // d beta (1), d gamma (2), gamma * dy (1), the transform, its scale (1).
@@ -114,17 +112,18 @@ class Wht final : public Projector<Wht> {
     }
   }
 
-  // t = H x / sqrt(d) is recomputed rather than kept from the forward pass.
+  // t = H x / sqrt(d) is recomputed rather than kept from the forward pass, in dx
+  // (written last), so the backward needs no memory of its own.
   template <class T>
-  void bwd(T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows, T* scratch) const {
+  void bwd(T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {
     const T* gamma = p;
     T* dgamma = dp;
     T* dbeta = dp + d_;
     const std::size_t n = rows * d_;
-    std::memcpy(scratch, x, n * sizeof(T));
-    transform(scratch, rows);
-    for (std::size_t i = 0; i < n; ++i) scratch[i] *= dy[i];
-    column_sum(dgamma, scratch, rows, d_);
+    std::memcpy(dx, x, n * sizeof(T));
+    transform(dx, rows);
+    for (std::size_t i = 0; i < n; ++i) dx[i] *= dy[i];
+    column_sum(dgamma, dx, rows, d_);
     column_sum(dbeta, dy, rows, d_);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t i = 0; i < d_; ++i) dx[r * d_ + i] = gamma[i] * dy[r * d_ + i];
@@ -145,7 +144,6 @@ class Identity final : public Projector<Identity> {
  public:
   explicit Identity(int d) : d_(static_cast<std::size_t>(d)) {}
   Projection kind() const override { return Projection::identity; }
-  std::size_t scratch_size(std::size_t) const override { return 0; }
   double flops_forward() const override { return 0; }
   double flops_backward() const override { return 0; }
 
@@ -154,7 +152,7 @@ class Identity final : public Projector<Identity> {
     backend::add(y, y, x, rows * d_);
   }
   template <class T>
-  void bwd(T* dx, T*, const T* dy, const T*, const T*, std::size_t rows, T*) const {
+  void bwd(T* dx, T*, const T* dy, const T*, const T*, std::size_t rows) const {
     std::memcpy(dx, dy, rows * d_ * sizeof(T));
   }
 

@@ -36,14 +36,13 @@ class OutputProjection {
   virtual void forward(float* y, const float* x, const float* p, std::size_t rows) const = 0;
   virtual void forward(double* y, const double* x, const double* p, std::size_t rows) const = 0;
 
-  // dy: rows x d, the gradient arriving at y. Writes dx (rows x d, overwritten) and
-  // adds the parameter gradients into dp (same layout as p). scratch holds at least
-  // scratch_size(rows) elements.
+  // dy: rows x d, the gradient arriving at y. Writes dx (rows x d, overwritten; it may
+  // serve as workspace before that, so it must not alias dy or x) and adds the parameter
+  // gradients into dp (same layout as p).
   virtual void backward(float* dx, float* dp, const float* dy, const float* x, const float* p,
-                        std::size_t rows, float* scratch) const = 0;
+                        std::size_t rows) const = 0;
   virtual void backward(double* dx, double* dp, const double* dy, const double* x, const double* p,
-                        std::size_t rows, double* scratch) const = 0;
-  virtual std::size_t scratch_size(std::size_t rows) const = 0;
+                        std::size_t rows) const = 0;
 
   // Per token (one row): arithmetic of the forward and of the backward pass.
   virtual double flops_forward() const = 0;

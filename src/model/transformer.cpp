@@ -43,11 +43,10 @@ struct ArenaPlan {
   // whole-model buffers
   std::size_t norm_f = 0, norm_f_stats = 0, logits = 0, losses = 0;
   // backward scratch
-  std::size_t d_resid = 0, d_x = 0, d_qkv = 0, d_fc = 0, d_act = 0, proj_scratch = 0,
-              att_scratch = 0;
+  std::size_t d_resid = 0, d_x = 0, d_qkv = 0, d_fc = 0, d_act = 0, att_scratch = 0;
   std::size_t total = 0;
 
-  ArenaPlan(const ModelConfig& c, const model::OutputProjection& proj, int batch, int seq) {
+  ArenaPlan(const ModelConfig& c, int batch, int seq) {
     n = static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq);
     const std::size_t d = c.d_model, L = c.n_layer, ff = c.ff(), V = c.vocab_size;
     const std::size_t fc_width = c.family == Family::gpt2 ? ff : 2 * ff;
@@ -81,7 +80,6 @@ struct ArenaPlan {
     d_qkv = take(qkv_stride);
     d_fc = take(fc_stride);
     d_act = take(act_stride);
-    proj_scratch = take(proj.scratch_size(n));
     AttentionShape s{static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
                      static_cast<std::size_t>(c.n_head), static_cast<std::size_t>(c.n_kv_head),
                      static_cast<std::size_t>(c.head_dim())};
@@ -109,9 +107,7 @@ struct NormalStream {
 }  // namespace
 
 std::size_t activation_floats(const ModelConfig& config, int batch, int seq) {
-  const auto proj = model::make_output_projection(config.projection, config.d_model,
-                                                  config.has_bias(), config.family == Family::gpt2);
-  return ArenaPlan(config, *proj, batch, seq).total;
+  return ArenaPlan(config, batch, seq).total;
 }
 
 struct Transformer::Impl {
@@ -132,7 +128,7 @@ struct Transformer::Impl {
         proj(model::make_output_projection(c.projection, c.d_model, c.has_bias(),
                                            c.family == Family::gpt2)),
         params(layout.total_floats()),
-        plan(c, *proj, 0, 0) {
+        plan(c, 0, 0) {
     if (c.family == Family::llama) {
       const std::size_t half = static_cast<std::size_t>(c.head_dim() / 2);
       rope_cos = FloatBuffer(static_cast<std::size_t>(c.max_seq) * half);
@@ -201,7 +197,7 @@ void Transformer::reserve(int batch, int seq) {
   if (batch == m.cap_batch && seq == m.cap_seq) return;
   // The plan follows the shape; the buffer only grows, so a smaller batch (the last
   // evaluation batch) does not reallocate.
-  m.plan = ArenaPlan(config(), *m.proj, batch, seq);
+  m.plan = ArenaPlan(config(), batch, seq);
   if (m.plan.total > m.arena.size()) m.arena = FloatBuffer(m.plan.total);
   m.cap_batch = batch;
   m.cap_seq = seq;
@@ -382,7 +378,7 @@ void Transformer::backward(float loss_scale) {
       backend::rmsnorm_backward(dres, G + w.norm2_w, dx, mid, st + 3 * n, P + w.norm2_w, n, d);
 
     // Attention: mid = x + proj(attention(qkv(norm1(x)))); dres holds d mid.
-    m.proj->backward(dx, G + w.proj, dres, att, P + w.proj, n, act + a.proj_scratch);
+    m.proj->backward(dx, G + w.proj, dres, att, P + w.proj, n);
     backend::attention_backward(dqkv, dx, qkv, att, lse, shape, act + a.att_scratch);
     if (!gpt2)
       backend::rope_backward(dqkv, m.rope_cos.data(), m.rope_sin.data(), n, seq, shape.n_head,
