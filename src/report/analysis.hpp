@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -23,6 +24,18 @@ double attn_params_per_block(ModelConfig c, Projection p);
 // The finished runs of one size and projection, by seed.
 std::map<std::uint64_t, const TrainRun*> runs_of(const Data& d, const std::string& size,
                                                  Projection p);
+// The inference case of (size, projection, batch, prompt); nullptr when not measured.
+const InferCase* find_case(const Data& d, const std::string& size, Projection p, int batch,
+                           int prompt);
+
+// The wht/dense throughput ratio of one inference case and its noise: the two
+// medians' relative half-ranges, added (NaN when either median is missing).
+struct CaseRatio {
+  double ratio = std::numeric_limits<double>::quiet_NaN();
+  double noise = std::numeric_limits<double>::quiet_NaN();
+};
+CaseRatio case_ratio(const perf::Summary& wht, const perf::Summary& dense);
+
 double mean(const std::vector<double>& v);    // NaN when empty
 double spread(const std::vector<double>& v);  // max - min; NaN with fewer than two values
 

@@ -118,25 +118,6 @@ std::vector<double> per_seed(const Data& d, const std::string& size, Projection 
   return v;
 }
 
-// wht/dense ratio of one inference case and its noise: the relative half-ranges of
-// the two medians, added.
-struct CaseRatio {
-  double ratio = kNaN, noise = kNaN;
-};
-CaseRatio case_ratio(const perf::Summary& wht, const perf::Summary& dense) {
-  if (!(wht.median > 0) || !(dense.median > 0)) return {};
-  const double n =
-      0.5 * (wht.max - wht.min) / wht.median + 0.5 * (dense.max - dense.min) / dense.median;
-  return {wht.median / dense.median, n * wht.median / dense.median};
-}
-
-const InferCase* find_case(const Data& d, const std::string& size, Projection p, int batch,
-                           int prompt) {
-  for (const InferCase& c : d.infer)
-    if (c.size == size && c.proj == p && c.batch == batch && c.prompt == prompt) return &c;
-  return nullptr;
-}
-
 CaseRatio infer_ratio(const Data& d, const std::string& size, int batch, int prompt, bool prefill) {
   const InferCase* w = find_case(d, size, Projection::wht, batch, prompt);
   const InferCase* x = find_case(d, size, Projection::dense, batch, prompt);
@@ -467,6 +448,22 @@ std::vector<Claim> decide_claims(const Data& d) {
 }
 
 namespace detail {
+
+// wht/dense ratio of one inference case and its noise: the relative half-ranges of
+// the two medians, added.
+CaseRatio case_ratio(const perf::Summary& wht, const perf::Summary& dense) {
+  if (!(wht.median > 0) || !(dense.median > 0)) return {};
+  const double n =
+      0.5 * (wht.max - wht.min) / wht.median + 0.5 * (dense.max - dense.min) / dense.median;
+  return {wht.median / dense.median, n * wht.median / dense.median};
+}
+
+const InferCase* find_case(const Data& d, const std::string& size, Projection p, int batch,
+                           int prompt) {
+  for (const InferCase& c : d.infer)
+    if (c.size == size && c.proj == p && c.batch == batch && c.prompt == prompt) return &c;
+  return nullptr;
+}
 
 // Sizes in the order of their dense parameter count (smallest first), with the shape
 // of their first run.

@@ -230,12 +230,6 @@ class Writer {
     return ec || rel.empty() ? fs::absolute(file).string() : rel.string();
   }
 
-  const InferCase* find(const std::string& size, Projection p, int batch, int prompt) const {
-    for (const InferCase& q : d_.infer)
-      if (q.size == size && q.proj == p && q.batch == batch && q.prompt == prompt) return &q;
-    return nullptr;
-  }
-
   std::size_t size_index(const std::string& s) const {
     return std::size_t(std::find(size_names_.begin(), size_names_.end(), s) - size_names_.begin());
   }
@@ -333,17 +327,16 @@ class Writer {
           if (k.size != s || k.proj != Projection::dense ||
               (along_batch ? k.prompt : k.batch) != other)
             continue;
-          const InferCase* w = find(s, Projection::wht, k.batch, k.prompt);
+          const InferCase* w = find_case(d_, s, Projection::wht, k.batch, k.prompt);
           if (w == nullptr) continue;
           const perf::Summary& a = prefill ? w->prefill_tokens_per_s : w->decode_tokens_per_s;
           const perf::Summary& b = prefill ? k.prefill_tokens_per_s : k.decode_tokens_per_s;
-          // Band: the ratio's noise as the claims count it (both half-ranges added).
-          const double r = a.median / b.median;
-          const double n = 0.5 * (a.max - a.min) / a.median + 0.5 * (b.max - b.min) / b.median;
+          // Band: the ratio's noise as the claims count it.
+          const CaseRatio r = case_ratio(a, b);
           ser.x.push_back(along_batch ? k.batch : k.prompt);
-          ser.y.push_back(r);
-          ser.y_lo.push_back(r * (1 - n));
-          ser.y_hi.push_back(r * (1 + n));
+          ser.y.push_back(r.ratio);
+          ser.y_lo.push_back(r.ratio - r.noise);
+          ser.y_hi.push_back(r.ratio + r.noise);
         }
         sort_series(ser);
         if (!ser.x.empty()) c.series.push_back(ser);
@@ -502,8 +495,8 @@ class Writer {
             {}};
     for (const InferCase& k : d_.infer) {
       if (k.proj != Projection::dense) continue;
-      const InferCase* w = find(k.size, Projection::wht, k.batch, k.prompt);
-      const InferCase* id = find(k.size, Projection::identity, k.batch, k.prompt);
+      const InferCase* w = find_case(d_, k.size, Projection::wht, k.batch, k.prompt);
+      const InferCase* id = find_case(d_, k.size, Projection::identity, k.batch, k.prompt);
       auto val = [](const InferCase* c, bool pre) {
         return c ? fmt("%.0f", (pre ? c->prefill_tokens_per_s : c->decode_tokens_per_s).median)
                  : std::string("-");
