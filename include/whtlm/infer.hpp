@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "whtlm/model.hpp"
+#include "whtlm/transformer.hpp"
 
 namespace whtlm {
 
@@ -20,8 +21,11 @@ namespace whtlm {
 // prefills run chunk by chunk against the cache.
 class InferenceSession {
  public:
+  // params: host memory laid out by ParamLayout (the CPU backend runs it).
   InferenceSession(const ModelConfig& config, const float* params, int max_batch, int max_len,
                    int chunk_rows = 2048);
+  // Runs on the model's device with its weights (the model must outlive the session).
+  InferenceSession(Transformer& model, int max_batch, int max_len, int chunk_rows = 2048);
   ~InferenceSession();
   InferenceSession(const InferenceSession&) = delete;
   InferenceSession& operator=(const InferenceSession&) = delete;

@@ -15,12 +15,16 @@ namespace whtlm {
 
 enum class Family { gpt2, llama };
 enum class Projection { dense, wht, identity };
+// Where a model's buffers live and its kernels run (src/backend/).
+enum class Device { cpu, cuda };
 
 const char* family_name(Family f);
 const char* projection_name(Projection p);
 // Parse a name; std::invalid_argument listing the choices when unknown.
 Family parse_family(std::string_view name);
 Projection parse_projection(std::string_view name);
+const char* device_name(Device d);
+Device parse_device(std::string_view name);
 
 struct ModelConfig {
   Family family = Family::llama;

@@ -1,10 +1,11 @@
-// Training on the CPU: AdamW over the one parameter buffer, the learning-rate
+// Training on the CPU or a GPU: AdamW over the one parameter buffer, the learning-rate
 // schedule, and the trainer that runs steps, logs metrics, evaluates and writes
 // resumable checkpoints.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -24,16 +25,26 @@ struct AdamWConfig {
 class AdamW {
  public:
   AdamW(const ParamLayout& layout, AdamWConfig config);
-  // One update with learning rate lr; `step` counts from 1 (bias correction).
+  ~AdamW();
+  // One update of the model's parameters from its gradients, on the model's device,
+  // with learning rate lr; `step` counts from 1 (bias correction).
+  void update(Transformer& model, float lr, std::int64_t step);
+  // The same over host arrays laid out like the parameter buffer.
   void update(float* params, const float* grads, float lr, std::int64_t step);
+  // The moments in host memory. Once update() has run on a GPU the moments live
+  // there: download_state() refreshes these copies, upload_state() sends edits back.
   FloatBuffer& exp_avg() { return m_; }
   FloatBuffer& exp_avg_sq() { return v_; }
+  void download_state();
+  void upload_state();
   const AdamWConfig& config() const { return config_; }
 
  private:
+  struct OnDevice;
   const ParamLayout& layout_;
   AdamWConfig config_;
   FloatBuffer m_, v_;
+  std::unique_ptr<OnDevice> device_;
 };
 
 // Linear warm-up to peak over warmup steps, then cosine decay to peak * min_ratio at
@@ -41,7 +52,7 @@ class AdamW {
 double learning_rate(std::int64_t step, std::int64_t warmup, std::int64_t total, double peak,
                      double min_ratio);
 
-// sqrt(sum g^2) over the buffer, in double; the same result for a given thread count.
+// sqrt(sum g^2) over a host buffer, in double; the same result for any thread count.
 double global_norm(std::span<const float> g);
 
 // One optimizer step: gradients of the mean loss over `accum` micro-batches of
@@ -71,6 +82,7 @@ struct TrainOptions {
   int eval_batches = 8;           // validation batches per evaluation
   std::int64_t save_every = 0;    // steps; 0: only at the end
   int threads = 0;                // 0: all available cores
+  Device device = Device::cpu;    // where the model trains
   std::string out;                // the run folder
   bool progress = true;           // progress line on stderr
 };

@@ -10,6 +10,9 @@
 #include "whtlm/model.hpp"
 
 namespace whtlm {
+namespace backend {
+class Backend;  // src/backend/backend.hpp: the library's kernels on one device
+}
 
 // A zero-initialised float array aligned to 64 bytes.
 class FloatBuffer {
@@ -31,25 +34,46 @@ class FloatBuffer {
 };
 
 // Floats of activation memory a training step at (batch, seq) needs: everything
-// the forward pass keeps for the backward pass, plus the backward's scratch.
-std::size_t activation_floats(const ModelConfig& config, int batch, int seq);
+// the forward pass keeps for the backward pass, plus the backward's scratch (the CPU
+// backend's attention scratch; the CUDA backend needs none).
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq,
+                              Device device = Device::cpu);
 
+// The model on one device (Device::cuda: parameters, gradients and activations in GPU
+// memory; throws std::runtime_error saying why when CUDA cannot be used). Host-side
+// views (params, grads, logits) are the buffers themselves on the CPU and host
+// copies on a GPU, as each accessor says.
 class Transformer {
  public:
-  explicit Transformer(const ModelConfig& config);
+  explicit Transformer(const ModelConfig& config, Device device = Device::cpu);
   ~Transformer();
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;
 
   const ModelConfig& config() const;
   const ParamLayout& layout() const;
+  Device device() const;
+  // The parameters in host memory. On a GPU this is a host copy: download_params()
+  // refreshes it from the device, upload_params() sends edits to the device (both
+  // are no-ops on the CPU, where it is the model's own buffer).
   std::span<float> params();
   std::span<const float> params() const;
-  std::span<float> grads();  // allocated on first use
+  void download_params();
+  void upload_params();
+  // The gradients, read into host memory (a fresh copy on each call on a GPU).
+  std::span<const float> grads();
 
   // GPT-2's initialisation (see TensorInit), seeded; padding stays zero.
   void init_weights(std::uint64_t seed);
   void zero_grads();
+  // sqrt(sum of squared gradients), in double on the device; then grads *= s.
+  double grad_norm();
+  void scale_grads(float s);
+
+  // The kernels and device buffers, for the library's optimizer and benchmarks.
+  backend::Backend& backend() const;
+  float* device_params();
+  float* device_grads();
 
   // Sizes the activation arena for up to batch x seq tokens (done by forward when
   // needed; call it first to allocate outside a timed region).
@@ -60,7 +84,8 @@ class Transformer {
   // (targets may be nullptr: logits only, returns 0). Token ids outside the
   // vocabulary throw std::out_of_range naming the position.
   double forward(const std::int32_t* tokens, const std::int32_t* targets, int batch, int seq);
-  // The logits of the last forward, [batch * seq, vocab]; backward overwrites them.
+  // The logits of the last forward, [batch * seq, vocab] (a host copy on a GPU);
+  // backward overwrites them.
   std::span<const float> logits() const;
   // Gradients of loss_scale * (mean loss of the last forward) with respect to every
   // parameter, added into grads(). The last forward must have had targets.

@@ -138,6 +138,19 @@ template <class T>
 void cross_entropy_backward(T* logits, const T* lse, const std::int32_t* targets, std::size_t rows,
                             std::size_t vocab, T scale);
 
+// The Hadamard output projection (n: a size hadamard_supported accepts), per row r:
+//   forward:  y[r] += gamma * scale * H x[r] + beta       (beta may be nullptr)
+//   backward: with t = scale * H x[r] recomputed (in dx, written last),
+//             dgamma += sum_r dy[r] * t, dbeta += sum_r dy[r],
+//             dx[r] = scale * H (gamma * dy[r])            (overwritten; no alias of dy, x)
+// float runs the fused kernels of src/hadamard; double is the tests' plain reference.
+template <class T>
+void hadamard_projection_forward(T* y, const T* x, const T* gamma, const T* beta, std::size_t rows,
+                                 std::size_t n, T scale);
+template <class T>
+void hadamard_projection_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x,
+                                  const T* gamma, std::size_t rows, std::size_t n, T scale);
+
 // Small vector helpers the model composes with.
 template <class T>
 void add(T* y, const T* a, const T* b, std::size_t n);  // y = a + b (y may alias a or b)

@@ -6,8 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/backend.hpp"
 #include "backend/cpu/blas.hpp"
-#include "backend/ops.hpp"
 #include "model/projection.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/transformer.hpp"
@@ -16,11 +16,13 @@ namespace whtlm {
 
 using backend::CachedSegment;
 using backend::CacheShape;
+using backend::DeviceArray;
 
 struct InferenceSession::Impl {
+  backend::Backend& be;
   ModelConfig c;
   ParamLayout layout;
-  const float* P;
+  const float* P;  // on be's device
   std::unique_ptr<model::OutputProjection> proj;
   int max_batch, max_len;
   std::size_t chunk;  // rows per pass
@@ -28,17 +30,18 @@ struct InferenceSession::Impl {
   bool gpt2;
   CacheShape cache_shape;
   std::size_t cache_layer;  // floats per layer of the K (or V) cache
-  FloatBuffer k_cache, v_cache;
-  // Activations for one chunk of rows.
-  FloatBuffer x, h, qkv, att, fc, act, stats, att_scratch;
-  FloatBuffer rope_cos, rope_sin;
-  FloatBuffer logits;               // [max_batch, V]
-  std::vector<float> chunk_logits;  // [chunk, V], only for all_logits
+  DeviceArray<float> k_cache, v_cache;
+  // Activations for one chunk of rows (on the device).
+  DeviceArray<float> x, h, qkv, att, fc, act, stats, att_scratch, head_logits;
+  DeviceArray<float> rope_cos, rope_sin;
+  DeviceArray<std::int32_t> device_ids;  // tokens then positions of the rows in flight
+  FloatBuffer logits;                    // [max_batch, V], host
   std::vector<int> lengths;
   std::vector<std::int32_t> tokens, positions;
 
-  Impl(const ModelConfig& config, const float* params, int batch, int len, int chunk_rows)
-      : c(config), layout(config), P(params), max_batch(batch), max_len(len) {
+  Impl(backend::Backend& backend, const ModelConfig& config, const float* params, int batch,
+       int len, int chunk_rows)
+      : be(backend), c(config), layout(config), P(params), max_batch(batch), max_len(len) {
     if (batch < 1) throw std::invalid_argument("inference batch must be at least 1");
     if (len < 1 || len > c.max_seq)
       throw std::invalid_argument("inference length " + std::to_string(len) +
@@ -57,84 +60,96 @@ struct InferenceSession::Impl {
         std::min<std::size_t>(std::size_t(chunk_rows), std::size_t(batch) * len));
     cache_shape = {std::size_t(c.n_head), std::size_t(c.n_kv_head), hd, std::size_t(len)};
     cache_layer = std::size_t(batch) * c.n_kv_head * std::size_t(len) * hd;
-    k_cache = FloatBuffer(cache_layer * c.n_layer);
-    v_cache = FloatBuffer(cache_layer * c.n_layer);
-    x = FloatBuffer(chunk * d);
-    h = FloatBuffer(chunk * d);
-    qkv = FloatBuffer(chunk * qkvd);
-    att = FloatBuffer(chunk * d);
-    fc = FloatBuffer(chunk * fc_width);
-    act = FloatBuffer(chunk * ff);
-    stats = FloatBuffer(2 * chunk);
-    att_scratch = FloatBuffer(backend::attention_cached_scratch_size(cache_shape));
+    k_cache = DeviceArray<float>(be, cache_layer * c.n_layer);
+    v_cache = DeviceArray<float>(be, cache_layer * c.n_layer);
+    x = DeviceArray<float>(be, chunk * d);
+    h = DeviceArray<float>(be, chunk * d);
+    qkv = DeviceArray<float>(be, chunk * qkvd);
+    att = DeviceArray<float>(be, chunk * d);
+    fc = DeviceArray<float>(be, chunk * fc_width);
+    act = DeviceArray<float>(be, chunk * ff);
+    stats = DeviceArray<float>(be, 2 * chunk);
+    att_scratch = DeviceArray<float>(be, be.attention_cached_scratch_floats(cache_shape));
+    device_ids = DeviceArray<std::int32_t>(be, 2 * chunk);
     logits = FloatBuffer(std::size_t(batch) * V);
     if (!gpt2) {
-      rope_cos = FloatBuffer(std::size_t(len) * hd / 2);
-      rope_sin = FloatBuffer(std::size_t(len) * hd / 2);
-      backend::rope_tables(rope_cos.data(), rope_sin.data(), std::size_t(len), hd, c.rope_theta);
+      const std::size_t n = std::size_t(len) * hd / 2;
+      std::vector<float> cos(n), sin(n);
+      whtlm::backend::rope_tables(cos.data(), sin.data(), std::size_t(len), hd, c.rope_theta);
+      rope_cos = DeviceArray<float>(be, n);
+      rope_sin = DeviceArray<float>(be, n);
+      be.upload(rope_cos.data(), cos.data(), n * sizeof(float));
+      be.upload(rope_sin.data(), sin.data(), n * sizeof(float));
     }
     lengths.assign(std::size_t(batch), 0);
-    backend::cpu::flush_denormals();
+    whtlm::backend::cpu::flush_denormals();
   }
 
   void norm(float* y, const float* in, std::size_t w, std::size_t b, std::size_t n) {
     if (gpt2)
-      backend::layernorm_forward(y, stats.data(), stats.data() + n, in, P + w, P + b, n, d,
-                                 c.norm_eps);
+      be.layernorm_forward(y, stats.data(), stats.data() + n, in, P + w, P + b, n, d, c.norm_eps);
     else
-      backend::rmsnorm_forward(y, stats.data(), in, P + w, n, d, c.norm_eps);
+      be.rmsnorm_forward(y, stats.data(), in, P + w, n, d, c.norm_eps);
   }
 
   // Runs n rows (tokens/positions filled, segments describing them) through the
   // blocks; x holds the final residual stream afterwards.
   void blocks(std::size_t n, const std::vector<CachedSegment>& segs) {
-    backend::embedding_forward_at(x.data(), tokens.data(), P + layout.wte,
-                                  gpt2 ? P + layout.wpe : nullptr, n, positions.data(), d);
+    const std::int32_t* dev_tokens = device_ids.data();
+    const std::int32_t* dev_positions = device_ids.data() + chunk;
+    be.upload(device_ids.data(), tokens.data(), n * sizeof(std::int32_t));
+    be.upload(device_ids.data() + chunk, positions.data(), n * sizeof(std::int32_t));
+    be.embedding_forward_at(x.data(), dev_tokens, P + layout.wte, gpt2 ? P + layout.wpe : nullptr,
+                            n, dev_positions, d);
     const std::size_t k_off = std::size_t(c.n_head) * hd, v_off = k_off + c.n_kv_head * hd;
     for (int l = 0; l < c.n_layer; ++l) {
       const BlockOffsets& w = layout.blocks[std::size_t(l)];
       float* kc = k_cache.data() + std::size_t(l) * cache_layer;
       float* vc = v_cache.data() + std::size_t(l) * cache_layer;
       norm(h.data(), x.data(), w.norm1_w, w.norm1_b, n);
-      backend::linear_forward(qkv.data(), h.data(), P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d,
-                              qkvd, gpt2);
+      be.linear_forward(qkv.data(), h.data(), P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd,
+                        gpt2, false);
       if (!gpt2)
-        backend::rope_forward_at(qkv.data(), rope_cos.data(), rope_sin.data(), n, positions.data(),
-                                 std::size_t(c.n_head), std::size_t(c.n_kv_head), hd);
-      // Keys and values of these rows into the cache at their positions.
+        be.rope_forward_at(qkv.data(), rope_cos.data(), rope_sin.data(), n, dev_positions,
+                           std::size_t(c.n_head), std::size_t(c.n_kv_head), hd);
+      // Keys and values of these rows into the cache at their positions: per segment
+      // and kv head, count rows of hd floats (row stride qkvd in, hd in the cache).
+      constexpr std::size_t f = sizeof(float);
       for (const CachedSegment& g : segs)
-        for (std::size_t r = 0; r < g.count; ++r) {
-          const float* row = qkv.data() + (g.row0 + r) * qkvd;
-          for (std::size_t kv = 0; kv < std::size_t(c.n_kv_head); ++kv) {
-            const std::size_t at =
-                ((g.slot * c.n_kv_head + kv) * std::size_t(max_len) + g.pos0 + r) * hd;
-            std::memcpy(kc + at, row + k_off + kv * hd, hd * sizeof(float));
-            std::memcpy(vc + at, row + v_off + kv * hd, hd * sizeof(float));
-          }
+        for (std::size_t kv = 0; kv < std::size_t(c.n_kv_head); ++kv) {
+          const std::size_t at = ((g.slot * c.n_kv_head + kv) * std::size_t(max_len) + g.pos0) * hd;
+          const float* row = qkv.data() + g.row0 * qkvd;
+          be.copy_2d(kc + at, hd * f, row + k_off + kv * hd, qkvd * f, hd * f, g.count);
+          be.copy_2d(vc + at, hd * f, row + v_off + kv * hd, qkvd * f, hd * f, g.count);
         }
-      backend::attention_cached(att.data(), qkv.data(), qkvd, kc, vc, segs.data(), segs.size(),
-                                cache_shape, att_scratch.data());
-      proj->forward(x.data(), att.data(), P + w.proj, n);  // x += P(att)
+      be.attention_cached(att.data(), qkv.data(), qkvd, kc, vc, segs.data(), segs.size(),
+                          cache_shape, att_scratch.data());
+      proj->forward(be, x.data(), att.data(), P + w.proj, n);  // x += P(att)
       norm(h.data(), x.data(), w.norm2_w, w.norm2_b, n);
-      backend::linear_forward(fc.data(), h.data(), P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d,
-                              fc_width, gpt2);
+      be.linear_forward(fc.data(), h.data(), P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d,
+                        fc_width, gpt2, false);
       if (gpt2)
-        backend::gelu_forward(act.data(), fc.data(), n * ff);
+        be.gelu_forward(act.data(), fc.data(), n * ff);
       else
-        backend::swiglu_forward(act.data(), fc.data(), n, ff);
-      backend::linear_forward(x.data(), act.data(), P + w.down_w, gpt2 ? P + w.down_b : nullptr, n,
-                              ff, d, gpt2, true);  // x += act W_down (+ b)
+        be.swiglu_forward(act.data(), fc.data(), n, ff);
+      be.linear_forward(x.data(), act.data(), P + w.down_w, gpt2 ? P + w.down_b : nullptr, n, ff, d,
+                        gpt2, true);  // x += act W_down (+ b)
     }
   }
 
-  // Final norm and head for the chosen rows of x, logits to dst ([rows.size(), V]).
+  // Final norm and head for the chosen rows of x, logits to host dst ([rows.size(), V]),
+  // in groups of at most chunk rows.
   void head(const std::vector<std::size_t>& rows, float* dst) {
-    if (rows.empty()) return;
-    for (std::size_t i = 0; i < rows.size(); ++i)
-      std::memcpy(att.data() + i * d, x.data() + rows[i] * d, d * sizeof(float));
-    norm(h.data(), att.data(), layout.norm_f_w, layout.norm_f_b, rows.size());
-    backend::linear_forward(dst, h.data(), P + layout.head, static_cast<const float*>(nullptr),
-                            rows.size(), d, V, false);
+    for (std::size_t first = 0; first < rows.size(); first += chunk) {
+      const std::size_t n = std::min(chunk, rows.size() - first);
+      for (std::size_t i = 0; i < n; ++i)
+        be.copy(att.data() + i * d, x.data() + rows[first + i] * d, d * sizeof(float));
+      norm(h.data(), att.data(), layout.norm_f_w, layout.norm_f_b, n);
+      if (head_logits.size() < n * V) head_logits = DeviceArray<float>(be, n * V);
+      be.linear_forward(head_logits.data(), h.data(), P + layout.head, nullptr, n, d, V, false,
+                        false);
+      be.download(dst + first * V, head_logits.data(), n * V * sizeof(float));
+    }
   }
 
   void check_token(std::int32_t t, const std::string& where) const {
@@ -146,7 +161,11 @@ struct InferenceSession::Impl {
 
 InferenceSession::InferenceSession(const ModelConfig& config, const float* params, int max_batch,
                                    int max_len, int chunk_rows)
-    : impl_(std::make_unique<Impl>(config, params, max_batch, max_len, chunk_rows)) {}
+    : impl_(std::make_unique<Impl>(backend::cpu_backend(), config, params, max_batch, max_len,
+                                   chunk_rows)) {}
+InferenceSession::InferenceSession(Transformer& model, int max_batch, int max_len, int chunk_rows)
+    : impl_(std::make_unique<Impl>(model.backend(), model.config(), model.device_params(),
+                                   max_batch, max_len, chunk_rows)) {}
 InferenceSession::~InferenceSession() = default;
 
 std::size_t InferenceSession::kv_cache_bytes(const ModelConfig& c, int max_batch, int max_len) {
@@ -158,8 +177,10 @@ std::size_t InferenceSession::kv_cache_bytes() const {
 }
 std::size_t InferenceSession::activation_bytes() const {
   const Impl& m = *impl_;
-  return sizeof(float) * (m.x.size() + m.h.size() + m.qkv.size() + m.att.size() + m.fc.size() +
-                          m.act.size() + m.stats.size() + m.att_scratch.size() + m.logits.size());
+  return sizeof(float) *
+             (m.x.size() + m.h.size() + m.qkv.size() + m.att.size() + m.fc.size() + m.act.size() +
+              m.stats.size() + m.att_scratch.size() + m.logits.size() + m.head_logits.size()) +
+         sizeof(std::int32_t) * m.device_ids.size();
 }
 int InferenceSession::max_batch() const { return impl_->max_batch; }
 int InferenceSession::max_len() const { return impl_->max_len; }

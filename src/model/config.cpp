@@ -36,6 +36,14 @@ Projection parse_projection(std::string_view name) {
                               "' (expected dense, wht or identity)");
 }
 
+const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
+
+Device parse_device(std::string_view name) {
+  for (Device d : {Device::cpu, Device::cuda})
+    if (name == device_name(d)) return d;
+  throw std::invalid_argument("unknown device '" + std::string(name) + "' (expected cpu or cuda)");
+}
+
 int default_d_ff(Family family, int d_model) {
   if (family == Family::gpt2) return 4 * d_model;
   const int hidden = 8 * d_model / 3;

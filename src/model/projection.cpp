@@ -15,8 +15,6 @@
 namespace whtlm::model {
 namespace {
 
-using backend::column_sum;
-
 // Additions and subtractions of the fast transform for n = K * 2^m: m butterfly
 // stages (n each) and the K x K mix (n (K - 1)) when K > 1.
 double hadamard_additions(std::size_t n) {
@@ -28,23 +26,53 @@ double hadamard_additions(std::size_t n) {
   return static_cast<double>(n) * (static_cast<double>(m) + static_cast<double>(k - 1));
 }
 
-// Implements both precisions of the virtual interface with one template.
+// The double-precision reference path: the CPU templates behind the same names the
+// backends use, so each variant's code is written once for both.
+struct Reference {
+  void linear_forward(double* y, const double* x, const double* w, const double* b,
+                      std::size_t rows, std::size_t in, std::size_t out, bool w_in_out,
+                      bool accumulate) {
+    backend::linear_forward(y, x, w, b, rows, in, out, w_in_out, accumulate);
+  }
+  void linear_backward(double* dx, double* dw, double* db, const double* dy, const double* x,
+                       const double* w, std::size_t rows, std::size_t in, std::size_t out,
+                       bool w_in_out, bool dx_accumulate) {
+    backend::linear_backward(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate);
+  }
+  void hadamard_projection_forward(double* y, const double* x, const double* gamma,
+                                   const double* beta, std::size_t rows, std::size_t n,
+                                   double scale) {
+    backend::hadamard_projection_forward(y, x, gamma, beta, rows, n, scale);
+  }
+  void hadamard_projection_backward(double* dx, double* dgamma, double* dbeta, const double* dy,
+                                    const double* x, const double* gamma, std::size_t rows,
+                                    std::size_t n, double scale) {
+    backend::hadamard_projection_backward(dx, dgamma, dbeta, dy, x, gamma, rows, n, scale);
+  }
+  void add(double* y, const double* a, const double* b, std::size_t n) { backend::add(y, a, b, n); }
+  void copy(void* dst, const void* src, std::size_t bytes) { std::memcpy(dst, src, bytes); }
+};
+
+// Implements both precisions of the virtual interface with one template per variant.
 template <class Impl>
 class Projector : public OutputProjection {
  public:
-  void forward(float* y, const float* x, const float* p, std::size_t rows) const override {
-    self().template fwd<float>(y, x, p, rows);
+  void forward(backend::Backend& be, float* y, const float* x, const float* p,
+               std::size_t rows) const override {
+    self().fwd(be, y, x, p, rows);
   }
   void forward(double* y, const double* x, const double* p, std::size_t rows) const override {
-    self().template fwd<double>(y, x, p, rows);
+    Reference ref;
+    self().fwd(ref, y, x, p, rows);
   }
-  void backward(float* dx, float* dp, const float* dy, const float* x, const float* p,
-                std::size_t rows) const override {
-    self().template bwd<float>(dx, dp, dy, x, p, rows);
+  void backward(backend::Backend& be, float* dx, float* dp, const float* dy, const float* x,
+                const float* p, std::size_t rows) const override {
+    self().bwd(be, dx, dp, dy, x, p, rows);
   }
   void backward(double* dx, double* dp, const double* dy, const double* x, const double* p,
                 std::size_t rows) const override {
-    self().template bwd<double>(dx, dp, dy, x, p, rows);
+    Reference ref;
+    self().bwd(ref, dx, dp, dy, x, p, rows);
   }
   const std::vector<ProjectionParam>& parameters() const override { return params_; }
 
@@ -70,14 +98,14 @@ class Dense final : public Projector<Dense> {
     return 4.0 * double(d_) * double(d_) + (bias_ ? double(d_) : 0.0);
   }
 
-  template <class T>
-  void fwd(T* y, const T* x, const T* p, std::size_t rows) const {
-    backend::linear_forward<T>(y, x, p, bias_ ? p + d_ * d_ : nullptr, rows, d_, d_, in_out_, true);
+  template <class Ops, class T>
+  void fwd(Ops& ops, T* y, const T* x, const T* p, std::size_t rows) const {
+    ops.linear_forward(y, x, p, bias_ ? p + d_ * d_ : nullptr, rows, d_, d_, in_out_, true);
   }
-  template <class T>
-  void bwd(T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {
-    backend::linear_backward<T>(dx, dp, bias_ ? dp + d_ * d_ : nullptr, dy, x, p, rows, d_, d_,
-                                in_out_, false);
+  template <class Ops, class T>
+  void bwd(Ops& ops, T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {
+    ops.linear_backward(dx, dp, bias_ ? dp + d_ * d_ : nullptr, dy, x, p, rows, d_, d_, in_out_,
+                        false);
   }
 
  private:
@@ -98,36 +126,16 @@ class Wht final : public Projector<Wht> {
   // d beta (1), d gamma (2), gamma * dy (1), the transform, its scale (1).
   double flops_backward() const override { return hadamard_additions(d_) + 5.0 * double(d_); }
 
-  template <class T>
-  void fwd(T* y, const T* x, const T* p, std::size_t rows) const {
-    const T* gamma = p;
-    const T* beta = p + d_;
-    if constexpr (sizeof(T) == 4) {
-      fwht_affine_residual(x, nullptr, y, gamma, beta, rows, d_, scale<float>());
-    } else {  // double: the tests' reference path, unfused
-      std::vector<T> t(x, x + rows * d_);
-      fwht(t.data(), rows, d_, scale<T>());
-      for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t i = 0; i < d_; ++i) y[r * d_ + i] += gamma[i] * t[r * d_ + i] + beta[i];
-    }
+  // p = gamma | beta. The backend fuses transform, scale, affine and residual add.
+  template <class Ops, class T>
+  void fwd(Ops& ops, T* y, const T* x, const T* p, std::size_t rows) const {
+    ops.hadamard_projection_forward(y, x, p, p + d_, rows, d_, scale<T>());
   }
-
-  // t = H x / sqrt(d) is recomputed rather than kept from the forward pass, in dx
-  // (written last), so the backward needs no memory of its own.
-  template <class T>
-  void bwd(T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {
-    const T* gamma = p;
-    T* dgamma = dp;
-    T* dbeta = dp + d_;
-    const std::size_t n = rows * d_;
-    std::memcpy(dx, x, n * sizeof(T));
-    transform(dx, rows);
-    for (std::size_t i = 0; i < n; ++i) dx[i] *= dy[i];
-    column_sum(dgamma, dx, rows, d_);
-    column_sum(dbeta, dy, rows, d_);
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t i = 0; i < d_; ++i) dx[r * d_ + i] = gamma[i] * dy[r * d_ + i];
-    transform(dx, rows);  // H is symmetric: the transform is its own transpose
+  // t = H x / sqrt(d) is recomputed rather than kept from the forward pass, so the
+  // backward needs no memory of its own (see ops.hpp).
+  template <class Ops, class T>
+  void bwd(Ops& ops, T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {
+    ops.hadamard_projection_backward(dx, dp, dp + d_, dy, x, p, rows, d_, scale<T>());
   }
 
  private:
@@ -135,8 +143,6 @@ class Wht final : public Projector<Wht> {
   T scale() const {
     return static_cast<T>(hadamard_orthonormal_scale(d_));
   }
-  void transform(float* v, std::size_t rows) const { fwht(v, rows, d_, scale<float>()); }
-  void transform(double* v, std::size_t rows) const { fwht(v, rows, d_, scale<double>()); }
   std::size_t d_;
 };
 
@@ -147,13 +153,13 @@ class Identity final : public Projector<Identity> {
   double flops_forward() const override { return 0; }
   double flops_backward() const override { return 0; }
 
-  template <class T>
-  void fwd(T* y, const T* x, const T*, std::size_t rows) const {
-    backend::add(y, y, x, rows * d_);
+  template <class Ops, class T>
+  void fwd(Ops& ops, T* y, const T* x, const T*, std::size_t rows) const {
+    ops.add(y, y, x, rows * d_);
   }
-  template <class T>
-  void bwd(T* dx, T*, const T* dy, const T*, const T*, std::size_t rows) const {
-    std::memcpy(dx, dy, rows * d_ * sizeof(T));
+  template <class Ops, class T>
+  void bwd(Ops& ops, T* dx, T*, const T* dy, const T*, const T*, std::size_t rows) const {
+    ops.copy(dx, dy, rows * d_ * sizeof(T));
   }
 
  private:

@@ -1,6 +1,6 @@
 // The attention output projection: the one seam where dense, wht and identity
 // differ. Everything the rest of the code needs from a variant is here: its
-// parameters (names, shapes), forward, backward, scratch and cost. No other file
+// parameters (names, shapes), forward, backward and cost. No other file
 // branches on which variant is in use.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "whtlm/model.hpp"
 
 namespace whtlm::model {
@@ -32,15 +33,18 @@ class OutputProjection {
   std::size_t parameter_count() const;
 
   // x: rows x d (the attention output), y: rows x d. Adds the projection of x into y
-  // (y is the residual stream): y += P(x). p points at the projection's block.
-  virtual void forward(float* y, const float* x, const float* p, std::size_t rows) const = 0;
+  // (y is the residual stream): y += P(x). p points at the projection's block. The
+  // float version runs on a backend (pointers on its device); the double version is
+  // the tests' reference, on the CPU.
+  virtual void forward(backend::Backend& be, float* y, const float* x, const float* p,
+                       std::size_t rows) const = 0;
   virtual void forward(double* y, const double* x, const double* p, std::size_t rows) const = 0;
 
   // dy: rows x d, the gradient arriving at y. Writes dx (rows x d, overwritten; it may
   // serve as workspace before that, so it must not alias dy or x) and adds the parameter
   // gradients into dp (same layout as p).
-  virtual void backward(float* dx, float* dp, const float* dy, const float* x, const float* p,
-                        std::size_t rows) const = 0;
+  virtual void backward(backend::Backend& be, float* dx, float* dp, const float* dy, const float* x,
+                        const float* p, std::size_t rows) const = 0;
   virtual void backward(double* dx, double* dp, const double* dy, const double* x, const double* p,
                         std::size_t rows) const = 0;
 

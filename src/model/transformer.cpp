@@ -6,17 +6,21 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "backend/backend.hpp"
 #include "backend/cpu/blas.hpp"
-#include "backend/ops.hpp"
 #include "model/projection.hpp"
 
 namespace whtlm {
 
 using backend::AttentionShape;
+using backend::Backend;
+using backend::DeviceArray;
 
 void FloatBuffer::Free::operator()(float* p) const { std::free(p); }
 
@@ -46,7 +50,9 @@ struct ArenaPlan {
   std::size_t d_resid = 0, d_x = 0, d_qkv = 0, d_fc = 0, d_act = 0, att_scratch = 0;
   std::size_t total = 0;
 
-  ArenaPlan(const ModelConfig& c, int batch, int seq) {
+  // scratch: floats of attention scratch the backend needs at this shape.
+  ArenaPlan(const ModelConfig& c, int batch, int seq,
+            const std::function<std::size_t(const AttentionShape&)>& scratch) {
     n = static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq);
     const std::size_t d = c.d_model, L = c.n_layer, ff = c.ff(), V = c.vocab_size;
     const std::size_t fc_width = c.family == Family::gpt2 ? ff : 2 * ff;
@@ -83,7 +89,7 @@ struct ArenaPlan {
     AttentionShape s{static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
                      static_cast<std::size_t>(c.n_head), static_cast<std::size_t>(c.n_kv_head),
                      static_cast<std::size_t>(c.head_dim())};
-    att_scratch = take(backend::attention_scratch_size(s));
+    att_scratch = take(scratch(s));
   }
 };
 
@@ -106,65 +112,121 @@ struct NormalStream {
 
 }  // namespace
 
-std::size_t activation_floats(const ModelConfig& config, int batch, int seq) {
-  return ArenaPlan(config, batch, seq).total;
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq, Device device) {
+  if (device == Device::cuda) return ArenaPlan(config, batch, seq, [](auto&) { return 0; }).total;
+  return ArenaPlan(config, batch, seq, backend::attention_scratch_size).total;
 }
 
 struct Transformer::Impl {
+  Backend& be;
   ParamLayout layout;
   std::unique_ptr<model::OutputProjection> proj;
-  FloatBuffer params, grads;
-  FloatBuffer arena;
-  FloatBuffer rope_cos, rope_sin;
+  DeviceArray<float> params, grads;
+  DeviceArray<float> arena;
+  DeviceArray<float> rope_cos, rope_sin;
+  DeviceArray<std::int32_t> tokens;  // inputs then targets of the last forward
+  // Host copies on a GPU (unused on the CPU, where the device buffers are host memory).
+  FloatBuffer host_params;
+  mutable FloatBuffer host_view;  // grads() and logits()
+  std::vector<float> losses;
   ArenaPlan plan;
   int batch = 0, seq = 0;  // the last forward's shape
   int cap_batch = 0, cap_seq = 0;
-  const std::int32_t* tokens = nullptr;
-  const std::int32_t* targets = nullptr;
   bool logits_valid = false, can_backward = false;
 
-  explicit Impl(const ModelConfig& c)
-      : layout(c),
+  std::size_t scratch_floats(const AttentionShape& s) const {
+    return be.attention_scratch_floats(s);
+  }
+  ArenaPlan make_plan(int b, int t) const {
+    return ArenaPlan(layout.config(), b, t,
+                     [this](const AttentionShape& s) { return scratch_floats(s); });
+  }
+  bool on_host() const { return be.device() == Device::cpu; }
+
+  Impl(const ModelConfig& c, Device device)
+      : be(whtlm::backend::get(device)),
+        layout(c),
         proj(model::make_output_projection(c.projection, c.d_model, c.has_bias(),
                                            c.family == Family::gpt2)),
-        params(layout.total_floats()),
-        plan(c, 0, 0) {
+        params(be, layout.total_floats()),
+        plan(make_plan(0, 0)) {
+    if (!on_host()) host_params = FloatBuffer(layout.total_floats());
     if (c.family == Family::llama) {
       const std::size_t half = static_cast<std::size_t>(c.head_dim() / 2);
-      rope_cos = FloatBuffer(static_cast<std::size_t>(c.max_seq) * half);
-      rope_sin = FloatBuffer(static_cast<std::size_t>(c.max_seq) * half);
-      backend::rope_tables(rope_cos.data(), rope_sin.data(), static_cast<std::size_t>(c.max_seq),
-                           static_cast<std::size_t>(c.head_dim()), c.rope_theta);
+      const std::size_t n = static_cast<std::size_t>(c.max_seq) * half;
+      std::vector<float> cos(n), sin(n);
+      whtlm::backend::rope_tables(cos.data(), sin.data(), static_cast<std::size_t>(c.max_seq),
+                                  static_cast<std::size_t>(c.head_dim()), c.rope_theta);
+      rope_cos = DeviceArray<float>(be, n);
+      rope_sin = DeviceArray<float>(be, n);
+      be.upload(rope_cos.data(), cos.data(), n * sizeof(float));
+      be.upload(rope_sin.data(), sin.data(), n * sizeof(float));
     }
+  }
+  float* host_params_data() { return on_host() ? params.data() : host_params.data(); }
+  // Reads n floats of device memory into host memory the caller may keep reading
+  // until the next call (on the CPU, the memory itself).
+  std::span<const float> view(const float* src, std::size_t n) const {
+    if (on_host()) return {src, n};
+    if (host_view.size() < n) host_view = FloatBuffer(n);
+    be.download(host_view.data(), src, n * sizeof(float));
+    return {host_view.data(), n};
+  }
+  void ensure_grads() {
+    if (grads.size() == 0) grads = DeviceArray<float>(be, layout.total_floats());
   }
 };
 
-Transformer::Transformer(const ModelConfig& config) : impl_(std::make_unique<Impl>(config)) {
-  backend::cpu::flush_denormals();
+Transformer::Transformer(const ModelConfig& config, Device device)
+    : impl_(std::make_unique<Impl>(config, device)) {
+  whtlm::backend::cpu::flush_denormals();
 }
 Transformer::~Transformer() = default;
 
 const ModelConfig& Transformer::config() const { return impl_->layout.config(); }
 const ParamLayout& Transformer::layout() const { return impl_->layout; }
-std::span<float> Transformer::params() { return impl_->params.span(); }
-std::span<const float> Transformer::params() const { return impl_->params.span(); }
+Device Transformer::device() const { return impl_->be.device(); }
+backend::Backend& Transformer::backend() const { return impl_->be; }
+std::span<float> Transformer::params() {
+  return {impl_->host_params_data(), impl_->layout.total_floats()};
+}
+std::span<const float> Transformer::params() const {
+  return {const_cast<Impl&>(*impl_).host_params_data(), impl_->layout.total_floats()};
+}
+void Transformer::download_params() {
+  Impl& m = *impl_;
+  if (!m.on_host())
+    m.be.download(m.host_params.data(), m.params.data(), m.params.size() * sizeof(float));
+}
+void Transformer::upload_params() {
+  Impl& m = *impl_;
+  if (!m.on_host())
+    m.be.upload(m.params.data(), m.host_params.data(), m.params.size() * sizeof(float));
+}
+float* Transformer::device_params() { return impl_->params.data(); }
 // The gradient buffer is allocated on first use, so a model that only runs
 // inference holds its weights once.
-std::span<float> Transformer::grads() {
-  if (impl_->grads.size() == 0) impl_->grads = FloatBuffer(impl_->layout.total_floats());
-  return impl_->grads.span();
+float* Transformer::device_grads() {
+  impl_->ensure_grads();
+  return impl_->grads.data();
+}
+std::span<const float> Transformer::grads() {
+  return impl_->view(device_grads(), impl_->layout.total_floats());
 }
 void Transformer::zero_grads() {
-  const std::span<float> g = grads();
-  std::memset(g.data(), 0, g.size() * sizeof(float));
+  impl_->be.zero(device_grads(), impl_->grads.size() * sizeof(float));
 }
+double Transformer::grad_norm() {
+  return std::sqrt(impl_->be.sum_squares(device_grads(), impl_->grads.size()));
+}
+void Transformer::scale_grads(float s) { impl_->be.scale(device_grads(), s, impl_->grads.size()); }
 std::size_t Transformer::activation_bytes() const { return impl_->arena.size() * sizeof(float); }
 
 void Transformer::init_weights(std::uint64_t seed) {
   const ModelConfig& c = config();
   const double std_dev = 0.02;
   const double resid_std = 0.02 / std::sqrt(2.0 * c.n_layer);
-  float* p = impl_->params.data();
+  float* p = impl_->host_params_data();
   std::memset(p, 0, impl_->params.size() * sizeof(float));
   std::uint64_t tensor_index = 0;
   for (const TensorSpec& t : layout().tensors()) {
@@ -185,6 +247,7 @@ void Transformer::init_weights(std::uint64_t seed) {
         break;
     }
   }
+  upload_params();
 }
 
 void Transformer::reserve(int batch, int seq) {
@@ -197,8 +260,12 @@ void Transformer::reserve(int batch, int seq) {
   if (batch == m.cap_batch && seq == m.cap_seq) return;
   // The plan follows the shape; the buffer only grows, so a smaller batch (the last
   // evaluation batch) does not reallocate.
-  m.plan = ArenaPlan(config(), batch, seq);
-  if (m.plan.total > m.arena.size()) m.arena = FloatBuffer(m.plan.total);
+  m.plan = m.make_plan(batch, seq);
+  if (m.plan.total > m.arena.size()) {
+    m.arena.reset();  // the old arena goes first, so peak memory holds one
+    m.arena = DeviceArray<float>(m.be, m.plan.total);
+  }
+  if (m.tokens.size() < 2 * m.plan.n) m.tokens = DeviceArray<std::int32_t>(m.be, 2 * m.plan.n);
   m.cap_batch = batch;
   m.cap_seq = seq;
   m.logits_valid = m.can_backward = false;
@@ -208,7 +275,7 @@ std::span<const float> Transformer::logits() const {
   const Impl& m = *impl_;
   if (!m.logits_valid) throw std::logic_error("logits: no forward pass since the last backward");
   const std::size_t n = static_cast<std::size_t>(m.batch) * m.seq;
-  return {m.arena.data() + m.plan.logits, n * static_cast<std::size_t>(config().vocab_size)};
+  return m.view(m.arena.data() + m.plan.logits, n * static_cast<std::size_t>(config().vocab_size));
 }
 
 double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targets, int batch,
@@ -233,8 +300,11 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   }
   m.batch = batch;
   m.seq = seq;
-  m.tokens = tokens;
-  m.targets = targets;
+  Backend& be = m.be;
+  be.upload(m.tokens.data(), tokens, n * sizeof(std::int32_t));
+  if (targets != nullptr) be.upload(m.tokens.data() + n, targets, n * sizeof(std::int32_t));
+  tokens = m.tokens.data();
+  targets = targets != nullptr ? m.tokens.data() + n : nullptr;
   float* act = m.arena.data();
   const float* P = m.params.data();
   const ParamLayout& lay = m.layout;
@@ -244,8 +314,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   const float eps = c.norm_eps;
 
   // x = wte[tokens] (+ wpe[positions])
-  backend::embedding_forward(act + a.resid, tokens, P + lay.wte, gpt2 ? P + lay.wpe : nullptr, n,
-                             static_cast<std::size_t>(seq), d);
+  be.embedding_forward(act + a.resid, tokens, P + lay.wte, gpt2 ? P + lay.wpe : nullptr, n,
+                       static_cast<std::size_t>(seq), d);
   for (int l = 0; l < c.n_layer; ++l) {
     const BlockOffsets& w = lay.blocks[static_cast<std::size_t>(l)];
     const std::size_t L = static_cast<std::size_t>(l);
@@ -262,49 +332,49 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     float* y = x + a.resid_stride;                        // block output = next input
 
     if (gpt2)
-      backend::layernorm_forward(h1, st, st + n, x, P + w.norm1_w, P + w.norm1_b, n, d, eps);
+      be.layernorm_forward(h1, st, st + n, x, P + w.norm1_w, P + w.norm1_b, n, d, eps);
     else
-      backend::rmsnorm_forward(h1, st + n, x, P + w.norm1_w, n, d, eps);
-    backend::linear_forward(qkv, h1, P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd, gpt2);
+      be.rmsnorm_forward(h1, st + n, x, P + w.norm1_w, n, d, eps);
+    be.linear_forward(qkv, h1, P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd, gpt2, false);
     if (!gpt2)
-      backend::rope_forward(qkv, m.rope_cos.data(), m.rope_sin.data(), n,
-                            static_cast<std::size_t>(seq), shape.n_head, shape.n_kv, hd);
-    backend::attention_forward(att, lse, qkv, shape, act + a.att_scratch);
-    std::memcpy(mid, x, n * d * sizeof(float));
-    m.proj->forward(mid, att, P + w.proj, n);
+      be.rope_forward(qkv, m.rope_cos.data(), m.rope_sin.data(), n, static_cast<std::size_t>(seq),
+                      shape.n_head, shape.n_kv, hd);
+    be.attention_forward(att, lse, qkv, shape, act + a.att_scratch);
+    be.copy(mid, x, n * d * sizeof(float));
+    m.proj->forward(be, mid, att, P + w.proj, n);
 
     if (gpt2)
-      backend::layernorm_forward(h2, st + 2 * n, st + 3 * n, mid, P + w.norm2_w, P + w.norm2_b, n,
-                                 d, eps);
+      be.layernorm_forward(h2, st + 2 * n, st + 3 * n, mid, P + w.norm2_w, P + w.norm2_b, n, d,
+                           eps);
     else
-      backend::rmsnorm_forward(h2, st + 3 * n, mid, P + w.norm2_w, n, d, eps);
-    backend::linear_forward(fc, h2, P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d, fc_width, gpt2);
+      be.rmsnorm_forward(h2, st + 3 * n, mid, P + w.norm2_w, n, d, eps);
+    be.linear_forward(fc, h2, P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d, fc_width, gpt2, false);
     if (gpt2)
-      backend::gelu_forward(hid, fc, n * ff);
+      be.gelu_forward(hid, fc, n * ff);
     else
-      backend::swiglu_forward(hid, fc, n, ff);
-    std::memcpy(y, mid, n * d * sizeof(float));
+      be.swiglu_forward(hid, fc, n, ff);
+    be.copy(y, mid, n * d * sizeof(float));
     // y += hid W_down (+ b): accumulate onto the residual copy.
-    backend::linear_forward(y, hid, P + w.down_w, gpt2 ? P + w.down_b : nullptr, n, ff, d, gpt2,
-                            true);
+    be.linear_forward(y, hid, P + w.down_w, gpt2 ? P + w.down_b : nullptr, n, ff, d, gpt2, true);
   }
   const float* xf = act + a.resid + static_cast<std::size_t>(c.n_layer) * a.resid_stride;
   float* hf = act + a.norm_f;
   float* stf = act + a.norm_f_stats;
   if (gpt2)
-    backend::layernorm_forward(hf, stf, stf + n, xf, P + lay.norm_f_w, P + lay.norm_f_b, n, d, eps);
+    be.layernorm_forward(hf, stf, stf + n, xf, P + lay.norm_f_w, P + lay.norm_f_b, n, d, eps);
   else
-    backend::rmsnorm_forward(hf, stf + n, xf, P + lay.norm_f_w, n, d, eps);
+    be.rmsnorm_forward(hf, stf + n, xf, P + lay.norm_f_w, n, d, eps);
   float* logits = act + a.logits;
-  backend::linear_forward(logits, hf, P + lay.head, static_cast<const float*>(nullptr), n, d, V,
-                          false);
+  be.linear_forward(logits, hf, P + lay.head, nullptr, n, d, V, false, false);
   m.logits_valid = true;
   m.can_backward = targets != nullptr;
   if (targets == nullptr) return 0.0;
   float* losses = act + a.losses;
-  backend::cross_entropy_forward(losses, losses + n, logits, targets, n, V);
+  be.cross_entropy_forward(losses, losses + n, logits, targets, n, V);
+  m.losses.resize(n);
+  be.download(m.losses.data(), losses, n * sizeof(float));
   double sum = 0;
-  for (std::size_t i = 0; i < n; ++i) sum += losses[i];
+  for (float l : m.losses) sum += l;
   return sum / static_cast<double>(n);
 }
 
@@ -318,9 +388,11 @@ void Transformer::backward(float loss_scale) {
   const bool gpt2 = c.family == Family::gpt2;
   const std::size_t fc_width = gpt2 ? ff : 2 * ff;
   const std::size_t seq = static_cast<std::size_t>(m.seq);
+  Backend& be = m.be;
   float* act = m.arena.data();
   const float* P = m.params.data();
-  float* G = grads().data();
+  float* G = device_grads();
+  const std::int32_t* targets = m.tokens.data() + n;
   const ParamLayout& lay = m.layout;
   const AttentionShape shape{static_cast<std::size_t>(m.batch), seq,
                              static_cast<std::size_t>(c.n_head),
@@ -333,20 +405,20 @@ void Transformer::backward(float loss_scale) {
 
   // logits -> d logits in place; then the head and the final norm.
   float* logits = act + a.logits;
-  backend::cross_entropy_backward(logits, act + a.losses + n, m.targets, n, V,
-                                  loss_scale / static_cast<float>(n));
+  be.cross_entropy_backward(logits, act + a.losses + n, targets, n, V,
+                            loss_scale / static_cast<float>(n));
   m.logits_valid = m.can_backward = false;
   const float* hf = act + a.norm_f;
   const float* stf = act + a.norm_f_stats;
-  backend::linear_backward(dx, G + lay.head, static_cast<float*>(nullptr), logits, hf, P + lay.head,
-                           n, d, V, false, false);
-  std::memset(dres, 0, n * d * sizeof(float));
+  be.linear_backward(dx, G + lay.head, static_cast<float*>(nullptr), logits, hf, P + lay.head, n, d,
+                     V, false, false);
+  be.zero(dres, n * d * sizeof(float));
   const float* xf = act + a.resid + static_cast<std::size_t>(c.n_layer) * a.resid_stride;
   if (gpt2)
-    backend::layernorm_backward(dres, G + lay.norm_f_w, G + lay.norm_f_b, dx, xf, stf, stf + n,
-                                P + lay.norm_f_w, n, d);
+    be.layernorm_backward(dres, G + lay.norm_f_w, G + lay.norm_f_b, dx, xf, stf, stf + n,
+                          P + lay.norm_f_w, n, d);
   else
-    backend::rmsnorm_backward(dres, G + lay.norm_f_w, dx, xf, stf + n, P + lay.norm_f_w, n, d);
+    be.rmsnorm_backward(dres, G + lay.norm_f_w, dx, xf, stf + n, P + lay.norm_f_w, n, d);
 
   for (int l = c.n_layer - 1; l >= 0; --l) {
     const BlockOffsets& w = lay.blocks[static_cast<std::size_t>(l)];
@@ -363,35 +435,36 @@ void Transformer::backward(float loss_scale) {
     const float* hid = act + a.act + L * a.act_stride;
 
     // MLP: y = mid + down(act(fc(norm2(mid)))); dres holds d y.
-    backend::linear_backward(dhid, G + w.down_w, gpt2 ? G + w.down_b : nullptr, dres, hid,
-                             P + w.down_w, n, ff, d, gpt2, false);
+    be.linear_backward(dhid, G + w.down_w, gpt2 ? G + w.down_b : nullptr, dres, hid, P + w.down_w,
+                       n, ff, d, gpt2, false);
     if (gpt2)
-      backend::gelu_backward(dfc, dhid, fc, n * ff);
+      be.gelu_backward(dfc, dhid, fc, n * ff);
     else
-      backend::swiglu_backward(dfc, dhid, fc, n, ff);
-    backend::linear_backward(dx, G + w.fc_w, gpt2 ? G + w.fc_b : nullptr, dfc, h2, P + w.fc_w, n, d,
-                             fc_width, gpt2, false);
+      be.swiglu_backward(dfc, dhid, fc, n, ff);
+    be.linear_backward(dx, G + w.fc_w, gpt2 ? G + w.fc_b : nullptr, dfc, h2, P + w.fc_w, n, d,
+                       fc_width, gpt2, false);
     if (gpt2)
-      backend::layernorm_backward(dres, G + w.norm2_w, G + w.norm2_b, dx, mid, st + 2 * n,
-                                  st + 3 * n, P + w.norm2_w, n, d);
+      be.layernorm_backward(dres, G + w.norm2_w, G + w.norm2_b, dx, mid, st + 2 * n, st + 3 * n,
+                            P + w.norm2_w, n, d);
     else
-      backend::rmsnorm_backward(dres, G + w.norm2_w, dx, mid, st + 3 * n, P + w.norm2_w, n, d);
+      be.rmsnorm_backward(dres, G + w.norm2_w, dx, mid, st + 3 * n, P + w.norm2_w, n, d);
 
     // Attention: mid = x + proj(attention(qkv(norm1(x)))); dres holds d mid.
-    m.proj->backward(dx, G + w.proj, dres, att, P + w.proj, n);
-    backend::attention_backward(dqkv, dx, qkv, att, lse, shape, act + a.att_scratch);
+    m.proj->backward(be, dx, G + w.proj, dres, att, P + w.proj, n);
+    be.attention_backward(dqkv, dx, qkv, att, lse, shape, act + a.att_scratch);
     if (!gpt2)
-      backend::rope_backward(dqkv, m.rope_cos.data(), m.rope_sin.data(), n, seq, shape.n_head,
-                             shape.n_kv, hd);
-    backend::linear_backward(dx, G + w.qkv_w, gpt2 ? G + w.qkv_b : nullptr, dqkv, h1, P + w.qkv_w,
-                             n, d, qkvd, gpt2, false);
+      be.rope_backward(dqkv, m.rope_cos.data(), m.rope_sin.data(), n, seq, shape.n_head, shape.n_kv,
+                       hd);
+    be.linear_backward(dx, G + w.qkv_w, gpt2 ? G + w.qkv_b : nullptr, dqkv, h1, P + w.qkv_w, n, d,
+                       qkvd, gpt2, false);
     if (gpt2)
-      backend::layernorm_backward(dres, G + w.norm1_w, G + w.norm1_b, dx, x, st, st + n,
-                                  P + w.norm1_w, n, d);
+      be.layernorm_backward(dres, G + w.norm1_w, G + w.norm1_b, dx, x, st, st + n, P + w.norm1_w, n,
+                            d);
     else
-      backend::rmsnorm_backward(dres, G + w.norm1_w, dx, x, st + n, P + w.norm1_w, n, d);
+      be.rmsnorm_backward(dres, G + w.norm1_w, dx, x, st + n, P + w.norm1_w, n, d);
   }
-  backend::embedding_backward(G + lay.wte, gpt2 ? G + lay.wpe : nullptr, dres, m.tokens, n, seq, d);
+  be.embedding_backward(G + lay.wte, gpt2 ? G + lay.wpe : nullptr, dres, m.tokens.data(), n, seq,
+                        d);
 }
 
 }  // namespace whtlm

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "whtlm/checkpoint.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/perf.hpp"
@@ -58,7 +59,8 @@ json options_to_json(const TrainOptions& o) {
           {"eval_every", o.eval_every},
           {"eval_batches", o.eval_batches},
           {"save_every", o.save_every},
-          {"threads", o.threads}};
+          {"threads", o.threads},
+          {"device", device_name(o.device)}};
 }
 
 TrainOptions options_from_json(const json& j, const std::string& source) {
@@ -91,6 +93,7 @@ TrainOptions options_from_json(const json& j, const std::string& source) {
     o.eval_batches = j.at("eval_batches").get<int>();
     o.save_every = j.at("save_every").get<std::int64_t>();
     o.threads = j.at("threads").get<int>();
+    o.device = parse_device(j.value("device", std::string("cpu")));  // absent before CUDA
   } catch (const json::exception& e) {
     throw std::runtime_error(source + ": options: " + e.what());
   }
@@ -153,8 +156,10 @@ void link_or_copy(const fs::path& from, const fs::path& to) {
   fs::rename(tmp, to);
 }
 
-void save_checkpoint(const std::string& dir, const TrainOptions& o, const Transformer& model,
-                     AdamW& opt, const Counters& c, const std::string& tokenizer_json) {
+void save_checkpoint(const std::string& dir, const TrainOptions& o, Transformer& model, AdamW& opt,
+                     const Counters& c, const std::string& tokenizer_json) {
+  model.download_params();
+  opt.download_state();
   const std::string name = "checkpoints/step-" + std::to_string(c.step);
   const fs::path ck = fs::path(dir) / name;
   const std::map<std::string, std::string> meta{{"step", std::to_string(c.step)}};
@@ -230,17 +235,18 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   const data::TokenSplit split = data::load_tokens(o.data);
   const std::string tokenizer_json = data::data_tokenizer(o.data).to_json();
 
-  Transformer model(o.model);
+  Transformer model(o.model, o.device);
   AdamW opt(model.layout(), o.adamw);
   if (resume_from.empty()) {
     model.init_weights(o.seed);
   } else {
     const auto m1 = load_weights(path_in(resume_from, "model.safetensors"), model.layout(),
                                  model.params().data());
+    model.upload_params();
     const io::SafetensorsReader os(path_in(resume_from, "optimizer.safetensors"));
     const std::vector<std::int64_t> shape{static_cast<std::int64_t>(model.layout().total_floats())};
     os.read_f32("exp_avg", shape, opt.exp_avg().data());
-    os.read_f32("exp_avg_sq", shape, opt.exp_avg_sq().data());
+    os.read_f32("exp_avg_sq", shape, opt.exp_avg_sq().data());  // uploaded at the first update
     const std::string want = std::to_string(c.step);
     auto step_of = [](const std::map<std::string, std::string>& m) {
       const auto it = m.find("step");
@@ -276,12 +282,13 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   if (o.progress)
     std::fprintf(stderr,
                  "whtlm train: %s\n  %s params, %s training FLOPs/token, %s, batch %d x %d x %d "
-                 "accum = %lld tokens/step, %lld steps (warmup %lld), %d threads\n"
+                 "accum = %lld tokens/step, %lld steps (warmup %lld), %d threads, %s\n"
                  "  data: %s\n",
                  describe(o.model).c_str(), human(double(model.layout().count())).c_str(),
                  human(cost.flops_train_per_token()).c_str(), o.out.c_str(), o.batch, o.seq,
                  o.accum, static_cast<long long>(tokens_per_step), static_cast<long long>(total),
-                 static_cast<long long>(warmup), num_threads(), split.description.c_str());
+                 static_cast<long long>(warmup), num_threads(),
+                 model.backend().description().c_str(), split.description.c_str());
 
   TrainResult r;
   auto eval_now = [&] {
@@ -366,16 +373,16 @@ StepResult train_step(Transformer& model, AdamW& opt, const std::int32_t* inputs
         model.forward(inputs + micro * per_micro, targets + micro * per_micro, batch, seq) / accum;
     model.backward(1.0f / static_cast<float>(accum));
   }
-  r.grad_norm = global_norm(model.grads());
+  r.grad_norm = model.grad_norm();
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
     throw std::runtime_error("step " + std::to_string(step) +
                              ": loss or gradient is not finite (loss " + std::to_string(r.loss) +
                              "); try a lower --lr");
   if (clip > 0 && r.grad_norm > clip) {
     const float s = static_cast<float>(clip / r.grad_norm);
-    for (float& g : model.grads()) g *= s;
+    model.scale_grads(s);
   }
-  opt.update(model.params().data(), model.grads().data(), static_cast<float>(lr), step);
+  opt.update(model, static_cast<float>(lr), step);
   return r;
 }
 

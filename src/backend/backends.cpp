@@ -1,0 +1,41 @@
+// Which backend serves a device: the CPU always, CUDA where the build has it and a
+// device is present.
+#include <stdexcept>
+#include <string>
+
+#include "backend/backend.hpp"
+#include "backend/cpu/backend.hpp"
+#if WHTLM_HAVE_CUDA
+#include "backend/cuda/backend.hpp"
+#endif
+
+namespace whtlm::backend {
+
+Backend& cpu_backend() { return cpu::backend(); }
+
+bool cuda_usable(std::string* why) {
+#if WHTLM_HAVE_CUDA
+  if (cuda::device_count() > 0) return true;
+  if (why != nullptr) *why = "no CUDA device is visible (no GPU, or no NVIDIA driver)";
+  return false;
+#else
+  if (why != nullptr)
+    *why =
+        "this build has no CUDA backend (configure where nvcc is installed, with "
+        "-DWHTLM_CUDA=ON, the default)";
+  return false;
+#endif
+}
+
+Backend& get(Device device) {
+  if (device == Device::cpu) return cpu::backend();
+  std::string why;
+  if (!cuda_usable(&why)) throw std::runtime_error("--device cuda: " + why);
+#if WHTLM_HAVE_CUDA
+  return cuda::backend();
+#else
+  throw std::logic_error("unreachable");
+#endif
+}
+
+}  // namespace whtlm::backend

@@ -1,0 +1,230 @@
+// The CPU backend: host memory and the float ops of src/backend/ops.hpp.
+#include "backend/cpu/backend.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/blas.hpp"
+#include "backend/cpu/parallel.hpp"
+#include "whtlm/hadamard.hpp"
+#include "whtlm/threads.hpp"
+
+namespace whtlm::backend::cpu {
+namespace {
+
+// Allocation sizes are kept in a 64-byte header so release() can count them.
+constexpr std::size_t kHeader = 64;
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu; }
+  std::string description() const override {
+    return std::string("cpu (") + isa_name(detected_isa()) + ", " + std::to_string(num_threads()) +
+           " threads)";
+  }
+
+  void* allocate(std::size_t bytes) override {
+    const std::size_t padded = kHeader + (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, padded);
+    if (p == nullptr) throw std::bad_alloc();
+    std::memset(p, 0, padded);
+    *static_cast<std::size_t*>(p) = padded;
+    const std::size_t now = (held_ += padded);
+    std::size_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+    return static_cast<char*>(p) + kHeader;
+  }
+  void release(void* p) override {
+    if (p == nullptr) return;
+    void* base = static_cast<char*>(p) - kHeader;
+    held_ -= *static_cast<std::size_t*>(base);
+    std::free(base);
+  }
+  void upload(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void copy(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
+  void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+               std::size_t width, std::size_t rows) override {
+    for (std::size_t r = 0; r < rows; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch,
+                  static_cast<const char*>(src) + r * src_pitch, width);
+  }
+  void zero(void* dst, std::size_t bytes) override {
+    if (bytes) std::memset(dst, 0, bytes);
+  }
+  void synchronize() override {}
+  std::size_t peak_allocated() const override { return peak_.load(); }
+  void reset_peak() override { peak_ = held_.load(); }
+
+  void linear_forward(float* y, const float* x, const float* w, const float* b, std::size_t rows,
+                      std::size_t in, std::size_t out, bool w_in_out, bool accumulate) override {
+    backend::linear_forward(y, x, w, b, rows, in, out, w_in_out, accumulate);
+  }
+  void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                       const float* w, std::size_t rows, std::size_t in, std::size_t out,
+                       bool w_in_out, bool dx_accumulate) override {
+    backend::linear_backward(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate);
+  }
+  void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+                         const float* b, std::size_t rows, std::size_t d, float eps) override {
+    backend::layernorm_forward(y, mean, rstd, x, w, b, rows, d, eps);
+  }
+  void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                          const float* mean, const float* rstd, const float* w, std::size_t rows,
+                          std::size_t d) override {
+    backend::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, rows, d);
+  }
+  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, std::size_t rows,
+                       std::size_t d, float eps) override {
+    backend::rmsnorm_forward(y, rstd, x, w, rows, d, eps);
+  }
+  void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd,
+                        const float* w, std::size_t rows, std::size_t d) override {
+    backend::rmsnorm_backward(dx, dw, dy, x, rstd, w, rows, d);
+  }
+  void gelu_forward(float* y, const float* x, std::size_t n) override {
+    backend::gelu_forward(y, x, n);
+  }
+  void gelu_backward(float* dx, const float* dy, const float* x, std::size_t n) override {
+    backend::gelu_backward(dx, dy, x, n);
+  }
+  void swiglu_forward(float* y, const float* h, std::size_t rows, std::size_t ff) override {
+    backend::swiglu_forward(y, h, rows, ff);
+  }
+  void swiglu_backward(float* dh, const float* dy, const float* h, std::size_t rows,
+                       std::size_t ff) override {
+    backend::swiglu_backward(dh, dy, h, rows, ff);
+  }
+  void rope_forward(float* qkv, const float* cos, const float* sin, std::size_t rows,
+                    std::size_t seq, std::size_t n_head, std::size_t n_kv,
+                    std::size_t hd) override {
+    backend::rope_forward(qkv, cos, sin, rows, seq, n_head, n_kv, hd);
+  }
+  void rope_backward(float* dqkv, const float* cos, const float* sin, std::size_t rows,
+                     std::size_t seq, std::size_t n_head, std::size_t n_kv,
+                     std::size_t hd) override {
+    backend::rope_backward(dqkv, cos, sin, rows, seq, n_head, n_kv, hd);
+  }
+  std::size_t attention_scratch_floats(const AttentionShape& s) const override {
+    return attention_scratch_size(s);
+  }
+  void attention_forward(float* out, float* lse, const float* qkv, const AttentionShape& s,
+                         float* scratch) override {
+    backend::attention_forward(out, lse, qkv, s, scratch);
+  }
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                          const float* lse, const AttentionShape& s, float* scratch) override {
+    backend::attention_backward(dqkv, dout, qkv, out, lse, s, scratch);
+  }
+  void embedding_forward(float* x, const std::int32_t* tokens, const float* wte, const float* wpe,
+                         std::size_t rows, std::size_t seq, std::size_t d) override {
+    backend::embedding_forward(x, tokens, wte, wpe, rows, seq, d);
+  }
+  void embedding_forward_at(float* x, const std::int32_t* tokens, const float* wte,
+                            const float* wpe, std::size_t rows, const std::int32_t* positions,
+                            std::size_t d) override {
+    backend::embedding_forward_at(x, tokens, wte, wpe, rows, positions, d);
+  }
+  void rope_forward_at(float* qkv, const float* cos, const float* sin, std::size_t rows,
+                       const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
+                       std::size_t hd) override {
+    backend::rope_forward_at(qkv, cos, sin, rows, positions, n_head, n_kv, hd);
+  }
+  std::size_t attention_cached_scratch_floats(const CacheShape& s) const override {
+    return attention_cached_scratch_size(s);
+  }
+  void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,
+                        const float* v_cache, const CachedSegment* segments, std::size_t n_segments,
+                        const CacheShape& s, float* scratch) override {
+    backend::attention_cached(out, q, q_stride, k_cache, v_cache, segments, n_segments, s, scratch);
+  }
+  void embedding_backward(float* dwte, float* dwpe, const float* dx, const std::int32_t* tokens,
+                          std::size_t rows, std::size_t seq, std::size_t d) override {
+    backend::embedding_backward(dwte, dwpe, dx, tokens, rows, seq, d);
+  }
+  void cross_entropy_forward(float* losses, float* lse, const float* logits,
+                             const std::int32_t* targets, std::size_t rows,
+                             std::size_t vocab) override {
+    backend::cross_entropy_forward(losses, lse, logits, targets, rows, vocab);
+  }
+  void cross_entropy_backward(float* logits, const float* lse, const std::int32_t* targets,
+                              std::size_t rows, std::size_t vocab, float s) override {
+    backend::cross_entropy_backward(logits, lse, targets, rows, vocab, s);
+  }
+  void add(float* y, const float* a, const float* b, std::size_t n) override {
+    backend::add(y, a, b, n);
+  }
+  void scale(float* x, float s, std::size_t n) override {
+    parallel_ranges(n, n, [&](std::size_t i0, std::size_t len) {
+      for (std::size_t i = i0; i < i0 + len; ++i) x[i] *= s;
+    });
+  }
+  double sum_squares(const float* x, std::size_t n) override {
+    // Fixed chunks summed in order: the same answer for any thread count.
+    constexpr std::size_t kChunk = 1 << 16;
+    const std::size_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> partial(chunks, 0.0);
+    parallel_ranges(chunks, n, [&](std::size_t c0, std::size_t nc) {
+      for (std::size_t c = c0; c < c0 + nc; ++c) {
+        const std::size_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (std::size_t i = lo; i < hi; ++i) s += double(x[i]) * double(x[i]);
+        partial[c] = s;
+      }
+    });
+    double total = 0;
+    for (double s : partial) total += s;
+    return total;
+  }
+  void hadamard_projection_forward(float* y, const float* x, const float* gamma, const float* beta,
+                                   std::size_t rows, std::size_t n, float s) override {
+    backend::hadamard_projection_forward(y, x, gamma, beta, rows, n, s);
+  }
+  void hadamard_projection_backward(float* dx, float* dgamma, float* dbeta, const float* dy,
+                                    const float* x, const float* gamma, std::size_t rows,
+                                    std::size_t n, float s) override {
+    backend::hadamard_projection_backward(dx, dgamma, dbeta, dy, x, gamma, rows, n, s);
+  }
+  void adamw(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float b1,
+             float b2, float eps, float c1, float c2, float shrink) override {
+    parallel_ranges(n, n * 8, [&](std::size_t i0, std::size_t len) {
+      float* pp = p + i0;
+      const float* gg = g + i0;
+      float* mm = m + i0;
+      float* vv = v + i0;
+#pragma omp simd
+      for (std::size_t i = 0; i < len; ++i) {
+        mm[i] = b1 * mm[i] + (1.0f - b1) * gg[i];
+        vv[i] = b2 * vv[i] + (1.0f - b2) * gg[i] * gg[i];
+        const float mh = mm[i] * c1, vh = vv[i] * c2;
+        pp[i] = pp[i] * shrink - lr * mh / (std::sqrt(vh) + eps);
+      }
+    });
+  }
+
+ private:
+  std::atomic<std::size_t> held_{0}, peak_{0};
+};
+
+}  // namespace
+
+Backend& backend() {
+  static CpuBackend instance;
+  return instance;
+}
+
+}  // namespace whtlm::backend::cpu
