@@ -125,7 +125,7 @@ void run_fwht(const FwhtArgs& a) {
 
 struct TrainArgs {
   perf::TrainBenchOptions o;
-  std::string json;
+  std::string json, device = "cpu", precision = "fp32";
 };
 
 void run_train(const TrainArgs& a) {
@@ -133,6 +133,8 @@ void run_train(const TrainArgs& a) {
   std::ostream* json = nullptr;
   const auto file = open_json(a.json, json);
   perf::TrainBenchOptions o = a.o;
+  o.device = parse_device(a.device);
+  o.precision = parse_precision(a.precision);
   o.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
   std::fprintf(stderr,
                "whtlm bench train: full training steps (forward, backward, clip, AdamW) on random "
@@ -141,7 +143,7 @@ void run_train(const TrainArgs& a) {
                o.batch, o.seq, o.vocab, o.repetitions, o.steps, blas_description().c_str());
   const std::vector<perf::TrainBenchRow> rows = perf::train_bench(o);
   Table t({"preset", "proj", "params", "tokens/s", "min", "max", "vs dense", "FLOPs ratio",
-           "GFLOP/s", "activations MiB", "peak RSS MiB"});
+           "GFLOP/s", "activations MiB", "peak RSS MiB", "device peak MiB"});
   for (const perf::TrainBenchRow& r : rows) {
     const perf::TrainBenchRow* dense = nullptr;
     for (const perf::TrainBenchRow& d : rows)
@@ -155,7 +157,8 @@ void run_train(const TrainArgs& a) {
            dense ? fmt("%.3f", expect) : "-",
            fmt("%.1f", r.tokens_per_s.median * r.flops_train_per_token / 1e9),
            fmt("%.0f", double(r.activation_bytes) / 1048576.0),
-           fmt("%.0f", double(r.peak_rss_bytes) / 1048576.0)});
+           fmt("%.0f", double(r.peak_rss_bytes) / 1048576.0),
+           fmt("%.0f", double(r.device_peak_bytes) / 1048576.0)});
     if (json != nullptr) {
       nlohmann::json j{{"bench", "train"},
                        {"impl", "whtlm"},
@@ -174,6 +177,9 @@ void run_train(const TrainArgs& a) {
                        {"flops_train_per_token", r.flops_train_per_token},
                        {"activation_bytes", r.activation_bytes},
                        {"peak_rss_bytes", r.peak_rss_bytes},
+                       {"device", r.device},
+                       {"precision", precision_name(o.precision)},
+                       {"device_peak_bytes", r.device_peak_bytes},
                        {"blas", blas_description()}};
       if (dense) {
         j["ratio_vs_dense"] = speed;
@@ -189,12 +195,14 @@ void run_train(const TrainArgs& a) {
       "tokens/s: median over rounds. vs dense: tokens/s over dense's. FLOPs ratio: dense's "
       "training FLOPs per token over this one's,\nthe speed-up expected if time followed "
       "arithmetic. GFLOP/s: analytic training FLOPs per second. peak RSS: whole process so "
-      "far.\n");
+      "far.\ndevice peak: the most this projection's model held at once on its device while "
+      "built and stepped\n(weights, gradients, AdamW moments, activations), counted by the "
+      "allocator.\n");
 }
 
 struct InferArgs {
   perf::InferBenchOptions o;
-  std::string json;
+  std::string json, device = "cpu", precision = "fp32";
 };
 
 void run_infer(const InferArgs& a) {
@@ -202,6 +210,8 @@ void run_infer(const InferArgs& a) {
   std::ostream* json = nullptr;
   const auto file = open_json(a.json, json);
   perf::InferBenchOptions o = a.o;
+  o.device = parse_device(a.device);
+  o.precision = parse_precision(a.precision);
   o.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
   std::fprintf(stderr,
                "whtlm bench infer: prefill of batch x prompt tokens, then %d decode steps; random "
@@ -210,7 +220,7 @@ void run_infer(const InferArgs& a) {
   const perf::InferBenchResult res = perf::infer_bench(o);
   Table t({"preset", "batch", "prompt", "proj", "prefill tok/s", "decode tok/s", "ms/step",
            "prefill vs dense", "(FLOPs)", "decode vs dense", "(bytes)", "weights MiB", "KV MiB",
-           "act MiB", "RSS MiB"});
+           "act MiB", "RSS MiB", "device peak MiB"});
   const double mib = 1048576.0;
   for (const perf::InferBenchRow& r : res.rows) {
     const perf::InferBenchRow* dense = nullptr;
@@ -230,7 +240,8 @@ void run_infer(const InferArgs& a) {
            dense ? fmt("%.3f", pre_exp) : "-", dense ? fmt("%.3f", dec) : "-",
            dense ? fmt("%.3f", dec_exp) : "-", fmt("%.1f", r.weight_bytes / mib),
            fmt("%.1f", double(r.kv_cache_bytes) / mib),
-           fmt("%.1f", double(r.activation_bytes) / mib), fmt("%.0f", double(r.rss_bytes) / mib)});
+           fmt("%.1f", double(r.activation_bytes) / mib), fmt("%.0f", double(r.rss_bytes) / mib),
+           fmt("%.0f", double(r.device_peak_bytes) / mib)});
   }
   if (json != nullptr) *json << perf::infer_bench_jsonl(res, o.repetitions) << std::flush;
   std::FILE* out = json == &std::cout ? stderr : stdout;
@@ -240,7 +251,8 @@ void run_infer(const InferArgs& a) {
                "forward FLOPs per prefill token over this one's;\n(bytes): dense's weight bytes "
                "read per decode step over this one's: the speed-ups if time followed arithmetic "
                "or\nweight traffic. KV: the cache for batch x (prompt + decode). RSS: resident "
-               "memory while the case ran.\n");
+               "memory while the case ran.\ndevice peak: weights plus the most the session "
+               "held at once on the device (KV cache, activations).\n");
   for (const std::string& s : res.skipped) std::fprintf(out, "skipped: %s\n", s.c_str());
 }
 
@@ -286,6 +298,13 @@ void add_bench_command(CLI::App& app) {
   tr->add_option("--vocab", ta->o.vocab, "Vocabulary size of the random tokens")
       ->capture_default_str();
   tr->add_option("--threads", ta->o.threads, "Threads (default: all cores)");
+  tr->add_option("--device", ta->device, "Where the models run: cpu, or cuda (an NVIDIA GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  tr->add_option("--precision", ta->precision,
+                 "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   tr->add_option("--reps", ta->o.repetitions, "Rounds (medians over them)")->capture_default_str();
   tr->add_option("--steps", ta->o.steps, "Optimizer steps per round and projection")
       ->capture_default_str();
@@ -310,6 +329,13 @@ void add_bench_command(CLI::App& app) {
   inf->add_option("--context", ia->o.context,
                   "Context length for every preset (default: each preset's own)");
   inf->add_option("--threads", ia->o.threads, "Threads (default: all cores)");
+  inf->add_option("--device", ia->device, "Where the models run: cpu, or cuda (an NVIDIA GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  inf->add_option("--precision", ia->precision,
+                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")->capture_default_str();
   inf->add_option("--max-prefill-tokens", ia->o.max_prefill_tokens,
                   "Skip cases with more batch x prompt tokens")

@@ -18,7 +18,7 @@ namespace {
 
 struct TrainArgs {
   TrainOptions o;
-  std::string preset = "tiny", proj = "dense", resume, device = "cpu";
+  std::string preset = "tiny", proj = "dense", resume, device = "cpu", precision = "fp32";
   int vocab = 0, layers = 0, d_model = 0, heads = 0, kv_heads = 0, seq = 0;
   std::int64_t stop_after = 0;
   double tokens = 0;
@@ -182,6 +182,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--device", a->device, "Where to train: cpu, or cuda (an NVIDIA GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  cmd->add_option("--precision", a->precision,
+                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   cmd->add_option("--out", o.out, "Run folder: checkpoint, metrics.jsonl, state");
   cmd->add_option("--resume", a->resume,
                   "Continue the run in this folder from its last checkpoint (other options are "
@@ -202,6 +206,7 @@ void add_train_command(CLI::App& app) {
     opts.model = model_from(*a);
     opts.preset = a->preset;
     opts.device = parse_device(a->device);
+    opts.precision = parse_precision(a->precision);
     opts.seq = a->seq > 0 ? a->seq : opts.model.max_seq;
     if (a->tokens < 0) throw std::invalid_argument("--tokens must be positive");
     opts.tokens = static_cast<std::int64_t>(a->tokens);

@@ -17,6 +17,9 @@ enum class Family { gpt2, llama };
 enum class Projection { dense, wht, identity };
 // Where a model's buffers live and its kernels run (src/backend/).
 enum class Device { cpu, cuda };
+// The arithmetic of the matrix products: fp32, or bf16 operands with fp32 accumulation
+// (mixed precision: weights, gradients, optimizer state and activations stay fp32).
+enum class Precision { fp32, bf16 };
 
 const char* family_name(Family f);
 const char* projection_name(Projection p);
@@ -25,6 +28,8 @@ Family parse_family(std::string_view name);
 Projection parse_projection(std::string_view name);
 const char* device_name(Device d);
 Device parse_device(std::string_view name);
+const char* precision_name(Precision p);
+Precision parse_precision(std::string_view name);
 
 struct ModelConfig {
   Family family = Family::llama;

@@ -67,6 +67,8 @@ struct TrainBenchOptions {
   std::vector<std::string> presets{"tiny", "small", "base"};
   std::vector<std::string> projections{"dense", "wht", "identity"};
   int batch = 8, seq = 256, vocab = 8192, threads = 0;
+  Device device = Device::cpu;
+  Precision precision = Precision::fp32;
   int repetitions = 5;  // rounds; each measures `steps` steps per projection
   int steps = 2;
   std::function<void(const std::string&)> progress;
@@ -78,6 +80,11 @@ struct TrainBenchRow {
   double flops_train_per_token = 0;  // analytic (model_cost)
   std::size_t params = 0, activation_bytes = 0;
   std::size_t peak_rss_bytes = 0;  // of the whole process when the row finished
+  std::string device;              // the backend's description
+  // Peak device memory of this projection's model alone: the most it held at once
+  // (weights, gradients, AdamW moments, activations) while it was built and ran its
+  // first step, counted by the backend's allocator.
+  std::size_t device_peak_bytes = 0;
 };
 std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& options);
 
@@ -96,6 +103,8 @@ struct InferBenchOptions {
   int vocab = 8192;
   int context = 0;  // 0: each preset's own context; prompts beyond it are skipped
   int threads = 0;
+  Device device = Device::cpu;
+  Precision precision = Precision::fp32;
   int repetitions = 3;
   double max_prefill_tokens = 16384;  // cases with more batch x prompt tokens are skipped
   double max_kv_gib = 4;              // cases whose KV cache is larger are skipped
@@ -111,6 +120,10 @@ struct InferBenchRow {
   std::size_t kv_cache_bytes = 0, activation_bytes = 0;
   std::size_t rss_bytes = 0;       // resident memory while this case's session was alive
   std::size_t peak_rss_bytes = 0;  // of the whole process so far
+  std::string device;              // the backend's description
+  // Peak device memory of this case's session (KV cache and activations) plus the
+  // model's weights, counted by the backend's allocator.
+  std::size_t device_peak_bytes = 0;
 };
 struct InferBenchResult {
   std::vector<InferBenchRow> rows;

@@ -33,18 +33,17 @@ class AdamW {
   void update(float* params, const float* grads, float lr, std::int64_t step);
   // The moments in host memory. Once update() has run on a GPU the moments live
   // there: download_state() refreshes these copies, upload_state() sends edits back.
-  FloatBuffer& exp_avg() { return m_; }
-  FloatBuffer& exp_avg_sq() { return v_; }
+  std::span<float> exp_avg();
+  std::span<float> exp_avg_sq();
   void download_state();
   void upload_state();
   const AdamWConfig& config() const { return config_; }
 
  private:
-  struct OnDevice;
+  struct State;
   const ParamLayout& layout_;
   AdamWConfig config_;
-  FloatBuffer m_, v_;
-  std::unique_ptr<OnDevice> device_;
+  std::unique_ptr<State> state_;
 };
 
 // Linear warm-up to peak over warmup steps, then cosine decay to peak * min_ratio at
@@ -78,13 +77,14 @@ struct TrainOptions {
   AdamWConfig adamw;
   double clip = 1.0;  // global gradient norm; 0 turns clipping off
   std::uint64_t seed = 1;
-  std::int64_t eval_every = 100;  // steps; 0: only at the end
-  int eval_batches = 8;           // validation batches per evaluation
-  std::int64_t save_every = 0;    // steps; 0: only at the end
-  int threads = 0;                // 0: all available cores
-  Device device = Device::cpu;    // where the model trains
-  std::string out;                // the run folder
-  bool progress = true;           // progress line on stderr
+  std::int64_t eval_every = 100;          // steps; 0: only at the end
+  int eval_batches = 8;                   // validation batches per evaluation
+  std::int64_t save_every = 0;            // steps; 0: only at the end
+  int threads = 0;                        // 0: all available cores
+  Device device = Device::cpu;            // where the model trains
+  Precision precision = Precision::fp32;  // of the matrix products (bf16: CUDA only)
+  std::string out;                        // the run folder
+  bool progress = true;                   // progress line on stderr
 };
 
 struct TrainResult {

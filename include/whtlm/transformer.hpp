@@ -40,12 +40,14 @@ std::size_t activation_floats(const ModelConfig& config, int batch, int seq,
                               Device device = Device::cpu);
 
 // The model on one device (Device::cuda: parameters, gradients and activations in GPU
-// memory; throws std::runtime_error saying why when CUDA cannot be used). Host-side
+// memory; throws std::runtime_error saying why when CUDA cannot be used), its matrix
+// products in fp32 or, on CUDA, bf16 mixed precision. Host-side
 // views (params, grads, logits) are the buffers themselves on the CPU and host
 // copies on a GPU, as each accessor says.
 class Transformer {
  public:
-  explicit Transformer(const ModelConfig& config, Device device = Device::cpu);
+  explicit Transformer(const ModelConfig& config, Device device = Device::cpu,
+                       Precision precision = Precision::fp32);
   ~Transformer();
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;

@@ -115,8 +115,9 @@ class Backend {
 };
 
 // The process-wide backend of a device. cuda: throws std::runtime_error saying why
-// it cannot run (a build without CUDA, no driver, no device).
-Backend& get(Device device);
+// it cannot run (a build without CUDA, no driver, no device). bf16 runs on CUDA only
+// (std::invalid_argument on the CPU).
+Backend& get(Device device, Precision precision = Precision::fp32);
 Backend& cpu_backend();
 // Whether get(Device::cuda) would succeed; when not, *why says why.
 bool cuda_usable(std::string* why = nullptr);

@@ -27,12 +27,17 @@ bool cuda_usable(std::string* why) {
 #endif
 }
 
-Backend& get(Device device) {
-  if (device == Device::cpu) return cpu::backend();
+Backend& get(Device device, Precision precision) {
+  if (device == Device::cpu) {
+    if (precision != Precision::fp32)
+      throw std::invalid_argument(std::string("--precision ") + precision_name(precision) +
+                                  " runs on --device cuda only; the CPU computes in fp32");
+    return cpu::backend();
+  }
   std::string why;
   if (!cuda_usable(&why)) throw std::runtime_error("--device cuda: " + why);
 #if WHTLM_HAVE_CUDA
-  return cuda::backend();
+  return cuda::backend(precision);
 #else
   throw std::logic_error("unreachable");
 #endif

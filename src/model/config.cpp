@@ -44,6 +44,15 @@ Device parse_device(std::string_view name) {
   throw std::invalid_argument("unknown device '" + std::string(name) + "' (expected cpu or cuda)");
 }
 
+const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+
+Precision parse_precision(std::string_view name) {
+  for (Precision p : {Precision::fp32, Precision::bf16})
+    if (name == precision_name(p)) return p;
+  throw std::invalid_argument("unknown precision '" + std::string(name) +
+                              "' (expected fp32 or bf16)");
+}
+
 int default_d_ff(Family family, int d_model) {
   if (family == Family::gpt2) return 4 * d_model;
   const int hidden = 8 * d_model / 3;

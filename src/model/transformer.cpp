@@ -143,8 +143,8 @@ struct Transformer::Impl {
   }
   bool on_host() const { return be.device() == Device::cpu; }
 
-  Impl(const ModelConfig& c, Device device)
-      : be(whtlm::backend::get(device)),
+  Impl(const ModelConfig& c, Device device, Precision precision)
+      : be(whtlm::backend::get(device, precision)),
         layout(c),
         proj(model::make_output_projection(c.projection, c.d_model, c.has_bias(),
                                            c.family == Family::gpt2)),
@@ -177,8 +177,8 @@ struct Transformer::Impl {
   }
 };
 
-Transformer::Transformer(const ModelConfig& config, Device device)
-    : impl_(std::make_unique<Impl>(config, device)) {
+Transformer::Transformer(const ModelConfig& config, Device device, Precision precision)
+    : impl_(std::make_unique<Impl>(config, device, precision)) {
   whtlm::backend::cpu::flush_denormals();
 }
 Transformer::~Transformer() = default;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/matmul.hpp"
 #include "whtlm/model.hpp"
@@ -67,7 +68,7 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
     for (const std::string& p : o.projections) {
       ModelConfig c = configs[pi];
       c.projection = parse_projection(p);
-      models.push_back(std::make_unique<Transformer>(c));
+      models.push_back(std::make_unique<Transformer>(c, o.device, o.precision));
       models.back()->init_weights(1);
     }
     const ModelConfig& base = configs[pi];
@@ -104,11 +105,17 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
 
         const std::size_t n = o.projections.size();
         std::vector<std::vector<double>> pre(n), dec(n), ms(n);
-        std::vector<std::size_t> rss(n, 0), act(n, 0);
+        std::vector<std::size_t> rss(n, 0), act(n, 0), peak(n, 0);
         for (int rep = 0; rep <= o.repetitions; ++rep) {  // round 0 warms up, untimed
           for (std::size_t k = 0; k < n; ++k) {
-            const Transformer& m = *models[k];
-            InferenceSession s(m.config(), m.params().data(), batch, len);
+            Transformer& m = *models[k];
+            backend::Backend& be = m.backend();
+            be.synchronize();
+            be.reset_peak();  // from what is held now: every model's weights
+            const std::size_t held = be.peak_allocated();
+            InferenceSession s(m, batch, len);
+            // Prefill and decode return logits in host memory, so each has finished on
+            // the device when it returns.
             auto t0 = Clock::now();
             s.prefill(prompts);
             const double tp = seconds_since(t0);
@@ -116,6 +123,7 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
             t0 = Clock::now();
             for (int step = 0; step < o.decode; ++step) s.decode(slots, next);
             const double td = seconds_since(t0);
+            peak[k] = std::max(peak[k], be.peak_allocated() - held + 4 * m.layout().total_floats());
             if (rep == 0) continue;
             pre[k].push_back(double(batch) * prompt / tp);
             dec[k].push_back(double(batch) * o.decode / td);
@@ -148,6 +156,8 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
           r.activation_bytes = act[k];
           r.rss_bytes = rss[k];
           r.peak_rss_bytes = peak_rss_bytes();
+          r.device = models[k]->backend().description();
+          r.device_peak_bytes = peak[k];
           result.rows.push_back(r);
         }
       }
@@ -172,6 +182,8 @@ std::string infer_bench_jsonl(const InferBenchResult& result, int repetitions) {
                        {"decode_steps", r.decode},
                        {"phase", prefill ? "prefill" : "decode"},
                        {"threads", r.threads},
+                       {"device", r.device},
+                       {"device_peak_bytes", r.device_peak_bytes},
                        {"tokens_per_s", sm.median},
                        {"min", sm.min},
                        {"max", sm.max},

@@ -1,5 +1,6 @@
 // `whtlm bench train`: training tokens per second of the output projections side by
 // side, one preset at a time.
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <random>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "whtlm/model.hpp"
 #include "whtlm/perf.hpp"
 #include "whtlm/threads.hpp"
@@ -39,18 +41,8 @@ std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& o) {
       std::unique_ptr<AdamW> opt;
       std::vector<double> samples;
       std::int64_t step = 0;
+      std::size_t peak = 0;
     };
-    std::vector<Case> cases;
-    for (const std::string& p : o.projections) {
-      ModelConfig c = configs[pi];
-      c.projection = parse_projection(p);
-      Case k;
-      k.model = std::make_unique<Transformer>(c);
-      k.model->init_weights(1);
-      k.model->reserve(o.batch, o.seq);
-      k.opt = std::make_unique<AdamW>(k.model->layout(), AdamWConfig{});
-      cases.push_back(std::move(k));
-    }
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int> tok(0, o.vocab - 1);
     std::vector<std::int32_t> in(std::size_t(o.batch) * o.seq), tg(in.size());
@@ -59,12 +51,29 @@ std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& o) {
     auto one_step = [&](Case& k) {
       train_step(*k.model, *k.opt, in.data(), tg.data(), o.batch, o.seq, 1, 1e-4, 1.0, ++k.step);
     };
-    for (Case& k : cases) one_step(k);  // warm-up: first touch, oneDNN kernel generation
+    std::vector<Case> cases;
+    for (const std::string& p : o.projections) {
+      ModelConfig c = configs[pi];
+      c.projection = parse_projection(p);
+      Case k;
+      k.model = std::make_unique<Transformer>(c, o.device, o.precision);
+      backend::Backend& be = k.model->backend();
+      be.reset_peak();  // the peak restarts from what the earlier cases hold
+      const std::size_t held = be.peak_allocated();
+      k.model->init_weights(1);
+      k.model->reserve(o.batch, o.seq);
+      k.opt = std::make_unique<AdamW>(k.model->layout(), AdamWConfig{});
+      one_step(k);  // warm-up: first touch, kernel generation, the optimizer's state
+      be.synchronize();
+      k.peak = be.peak_allocated() - std::min(held, be.peak_allocated());
+      cases.push_back(std::move(k));
+    }
     for (int rep = 0; rep < o.repetitions; ++rep) {
       for (std::size_t ci = 0; ci < cases.size(); ++ci) {
         Case& k = cases[ci];
         const auto t0 = std::chrono::steady_clock::now();
         for (int s = 0; s < o.steps; ++s) one_step(k);
+        k.model->backend().synchronize();  // a GPU's queue drains before the clock is read
         const double dt =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         k.samples.push_back(double(o.steps) * double(in.size()) / dt);
@@ -88,6 +97,8 @@ std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& o) {
       r.params = cases[ci].model->layout().count();
       r.activation_bytes = cases[ci].model->activation_bytes();
       r.peak_rss_bytes = peak_rss_bytes();
+      r.device = cases[ci].model->backend().description();
+      r.device_peak_bytes = cases[ci].peak;
       rows.push_back(r);
     }
   }

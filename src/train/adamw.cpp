@@ -8,14 +8,24 @@
 
 namespace whtlm {
 
-struct AdamW::OnDevice {
-  backend::Backend& be;
+// The moments in host memory (through the CPU backend's allocator, so they count in
+// its peak) and, once a GPU model has been updated, on that device.
+struct AdamW::State {
   backend::DeviceArray<float> m, v;
+  backend::Backend* device = nullptr;
+  backend::DeviceArray<float> device_m, device_v;
 };
 
 AdamW::AdamW(const ParamLayout& layout, AdamWConfig config)
-    : layout_(layout), config_(config), m_(layout.total_floats()), v_(layout.total_floats()) {}
+    : layout_(layout), config_(config), state_(std::make_unique<State>()) {
+  backend::Backend& cpu = backend::cpu_backend();
+  state_->m = backend::DeviceArray<float>(cpu, layout.total_floats());
+  state_->v = backend::DeviceArray<float>(cpu, layout.total_floats());
+}
 AdamW::~AdamW() = default;
+
+std::span<float> AdamW::exp_avg() { return {state_->m.data(), state_->m.size()}; }
+std::span<float> AdamW::exp_avg_sq() { return {state_->v.data(), state_->v.size()}; }
 
 namespace {
 
@@ -38,8 +48,8 @@ void adamw_update(backend::Backend& be, const ParamLayout& layout, const AdamWCo
 }  // namespace
 
 void AdamW::update(float* params, const float* grads, float lr, std::int64_t step) {
-  adamw_update(backend::cpu_backend(), layout_, config_, params, grads, m_.data(), v_.data(), lr,
-               step);
+  adamw_update(backend::cpu_backend(), layout_, config_, params, grads, state_->m.data(),
+               state_->v.data(), lr, step);
 }
 
 void AdamW::update(Transformer& model, float lr, std::int64_t step) {
@@ -48,26 +58,29 @@ void AdamW::update(Transformer& model, float lr, std::int64_t step) {
     update(model.device_params(), model.device_grads(), lr, step);
     return;
   }
-  if (!device_) {
-    const std::size_t n = m_.size();
-    device_.reset(
-        new OnDevice{be, backend::DeviceArray<float>(be, n), backend::DeviceArray<float>(be, n)});
+  State& s = *state_;
+  if (s.device == nullptr) {
+    s.device = &be;
+    s.device_m = backend::DeviceArray<float>(be, s.m.size());
+    s.device_v = backend::DeviceArray<float>(be, s.v.size());
     upload_state();
   }
-  adamw_update(be, layout_, config_, model.device_params(), model.device_grads(), device_->m.data(),
-               device_->v.data(), lr, step);
+  adamw_update(be, layout_, config_, model.device_params(), model.device_grads(), s.device_m.data(),
+               s.device_v.data(), lr, step);
 }
 
 void AdamW::download_state() {
-  if (!device_) return;
-  device_->be.download(m_.data(), device_->m.data(), m_.size() * sizeof(float));
-  device_->be.download(v_.data(), device_->v.data(), v_.size() * sizeof(float));
+  State& s = *state_;
+  if (s.device == nullptr) return;
+  s.device->download(s.m.data(), s.device_m.data(), s.m.size() * sizeof(float));
+  s.device->download(s.v.data(), s.device_v.data(), s.v.size() * sizeof(float));
 }
 
 void AdamW::upload_state() {
-  if (!device_) return;
-  device_->be.upload(device_->m.data(), m_.data(), m_.size() * sizeof(float));
-  device_->be.upload(device_->v.data(), v_.data(), v_.size() * sizeof(float));
+  State& s = *state_;
+  if (s.device == nullptr) return;
+  s.device->upload(s.device_m.data(), s.m.data(), s.m.size() * sizeof(float));
+  s.device->upload(s.device_v.data(), s.v.data(), s.v.size() * sizeof(float));
 }
 
 double learning_rate(std::int64_t step, std::int64_t warmup, std::int64_t total, double peak,

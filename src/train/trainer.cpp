@@ -60,7 +60,8 @@ json options_to_json(const TrainOptions& o) {
           {"eval_batches", o.eval_batches},
           {"save_every", o.save_every},
           {"threads", o.threads},
-          {"device", device_name(o.device)}};
+          {"device", device_name(o.device)},
+          {"precision", precision_name(o.precision)}};
 }
 
 TrainOptions options_from_json(const json& j, const std::string& source) {
@@ -94,6 +95,7 @@ TrainOptions options_from_json(const json& j, const std::string& source) {
     o.save_every = j.at("save_every").get<std::int64_t>();
     o.threads = j.at("threads").get<int>();
     o.device = parse_device(j.value("device", std::string("cpu")));  // absent before CUDA
+    o.precision = parse_precision(j.value("precision", std::string("fp32")));
   } catch (const json::exception& e) {
     throw std::runtime_error(source + ": options: " + e.what());
   }
@@ -235,7 +237,7 @@ TrainResult run(TrainOptions o, Counters c, const std::string& resume_from,
   const data::TokenSplit split = data::load_tokens(o.data);
   const std::string tokenizer_json = data::data_tokenizer(o.data).to_json();
 
-  Transformer model(o.model, o.device);
+  Transformer model(o.model, o.device, o.precision);
   AdamW opt(model.layout(), o.adamw);
   if (resume_from.empty()) {
     model.init_weights(o.seed);

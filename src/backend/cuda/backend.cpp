@@ -21,7 +21,10 @@ cudaStream_t st() { return static_cast<cudaStream_t>(stream()); }
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend() : description_("cuda: " + device_description()) {}
+  explicit CudaBackend(Precision precision)
+      : bf16_(precision == Precision::bf16),
+        description_(std::string("cuda ") + precision_name(precision) + ": " +
+                     device_description()) {}
 
   Device device() const override { return Device::cuda; }
   std::string description() const override { return description_; }
@@ -93,12 +96,20 @@ class CudaBackend final : public Backend {
 
   void linear_forward(float* y, const float* x, const float* w, const float* b, std::size_t rows,
                       std::size_t in, std::size_t out, bool w_in_out, bool accumulate) override {
-    cuda::linear_forward(y, x, w, b, rows, in, out, w_in_out, accumulate);
+    if (bf16_)
+      cuda::linear_forward_bf16(y, x, w, b, rows, in, out, w_in_out, accumulate,
+                                bf16_scratch(rows, in, out));
+    else
+      cuda::linear_forward(y, x, w, b, rows, in, out, w_in_out, accumulate);
   }
   void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                        const float* w, std::size_t rows, std::size_t in, std::size_t out,
                        bool w_in_out, bool dx_accumulate) override {
-    cuda::linear_backward(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate);
+    if (bf16_)
+      cuda::linear_backward_bf16(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate,
+                                 bf16_scratch(rows, in, out));
+    else
+      cuda::linear_backward(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate);
   }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, std::size_t rows, std::size_t d, float eps) override {
@@ -202,18 +213,30 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Room for a product's bf16 operands; grows to the largest layer and stays.
+  std::uint16_t* bf16_scratch(std::size_t rows, std::size_t in, std::size_t out) {
+    const std::size_t need = linear_bf16_scratch(rows, in, out);
+    if (need > scratch_.size()) {
+      scratch_.reset();
+      scratch_ = DeviceArray<std::uint16_t>(*this, need);
+    }
+    return scratch_.data();
+  }
+
+  bool bf16_;
   std::string description_;
   mutable std::mutex mutex_;
   std::unordered_map<void*, std::size_t> sizes_;
   std::size_t held_ = 0, peak_ = 0;
+  DeviceArray<std::uint16_t> scratch_;  // last: released before the counters go
 };
 
 }  // namespace
 
-Backend& backend() {
+Backend& backend(Precision precision) {
   ok(cudaSetDevice(0), "cudaSetDevice");
-  static CudaBackend instance;
-  return instance;
+  static CudaBackend fp32(Precision::fp32), bf16(Precision::bf16);
+  return precision == Precision::bf16 ? bf16 : fp32;
 }
 
 }  // namespace whtlm::backend::cuda

@@ -6,7 +6,8 @@
 
 namespace whtlm::backend::cuda {
 
-// The backend of device 0; the first call selects the device and creates the stream.
-Backend& backend();
+// The backend of device 0 at a precision (the two share the device and the stream);
+// the first call selects the device.
+Backend& backend(Precision precision);
 
 }  // namespace whtlm::backend::cuda

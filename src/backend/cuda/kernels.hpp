@@ -43,6 +43,16 @@ void linear_forward(float* y, const float* x, const float* w, const float* b, st
 void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                      const float* w, std::size_t rows, std::size_t in, std::size_t out,
                      bool w_in_out, bool dx_accumulate);
+// Mixed precision: the same layers with the products' operands rounded to bf16 (into
+// scratch, linear_bf16_scratch(rows, in, out) elements) and fp32 accumulation and
+// outputs. Inputs, outputs and gradients stay fp32.
+std::size_t linear_bf16_scratch(std::size_t rows, std::size_t in, std::size_t out);
+void linear_forward_bf16(float* y, const float* x, const float* w, const float* b, std::size_t rows,
+                         std::size_t in, std::size_t out, bool w_in_out, bool accumulate,
+                         std::uint16_t* scratch);
+void linear_backward_bf16(float* dx, float* dw, float* db, const float* dy, const float* x,
+                          const float* w, std::size_t rows, std::size_t in, std::size_t out,
+                          bool w_in_out, bool dx_accumulate, std::uint16_t* scratch);
 
 // --- norms, activations, rotary, embedding, loss, vectors (layers.cu) -----------------
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
