@@ -20,7 +20,8 @@ namespace whtlm::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string checkpoint, prompt, prompts_file, prompt_tokens, tokenizer;
+  std::string checkpoint, prompt, prompts_file, prompt_tokens, tokenizer, device = "cpu",
+                                                                          precision = "fp32";
   GenerateOptions o;
   int batch = 8, threads = 0;
   bool json = false;
@@ -59,7 +60,7 @@ void run(const GenerateArgs& a) {
   if (a.batch < 1) throw std::invalid_argument("--batch must be at least 1");
   if (a.threads < 0) throw std::invalid_argument("--threads must be >= 0");
   set_num_threads(a.threads > 0 ? a.threads : available_cores());
-  auto model = load_model(a.checkpoint);
+  auto model = load_model(a.checkpoint, parse_device(a.device), parse_precision(a.precision));
   const ModelConfig& c = model->config();
   // The checkpoint's tokenizer.json (or --tokenizer); without one, a vocabulary of 256
   // is byte-level and any other takes token ids only.
@@ -108,12 +109,11 @@ void run(const GenerateArgs& a) {
     const std::vector<std::vector<std::int32_t>> group(prompts.begin() + std::ptrdiff_t(first),
                                                        prompts.begin() + std::ptrdiff_t(first + n));
     GenerateStats st;
-    const auto results =
-        generate(c, model->params().data(), group, a.o, &st, [&](int, std::int32_t token) {
-          if (!stream) return;
-          std::printf("%s", text_of({token}, t).c_str());
-          std::fflush(stdout);
-        });
+    const auto results = generate(*model, group, a.o, &st, [&](int, std::int32_t token) {
+      if (!stream) return;
+      std::printf("%s", text_of({token}, t).c_str());
+      std::fflush(stdout);
+    });
     total.prefill_seconds += st.prefill_seconds;
     total.decode_seconds += st.decode_seconds;
     total.prefill_tokens += st.prefill_tokens;
@@ -180,6 +180,13 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--batch", a->batch, "Prompts generated together")->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_option("--device", a->device, "Where the model runs: cpu, or cuda (an NVIDIA GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--precision", a->precision,
+                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   cmd->add_flag("--json", a->json, "One JSON line per prompt");
   cmd->callback([a] { run(*a); });
 }

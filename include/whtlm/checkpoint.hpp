@@ -30,8 +30,9 @@ void save_model(const std::string& dir, const ParamLayout& layout, const float* 
 // file's metadata.
 std::map<std::string, std::string> load_weights(const std::string& path, const ParamLayout& layout,
                                                 float* params);
-// A model from a checkpoint folder (config.json + model.safetensors).
-std::unique_ptr<Transformer> load_model(const std::string& dir);
+// A model from a checkpoint folder (config.json + model.safetensors), on a device.
+std::unique_ptr<Transformer> load_model(const std::string& dir, Device device = Device::cpu,
+                                        Precision precision = Precision::fp32);
 // The tokenizer spec of a checkpoint folder: its tokenizer.json when there is one
 // (training writes it), else "byte" (checkpoints from before tokenizers, `init`).
 std::string checkpoint_tokenizer(const std::string& dir);

@@ -90,5 +90,11 @@ std::vector<Generation> generate(const ModelConfig& config, const float* params,
                                  const std::vector<std::vector<std::int32_t>>& prompts,
                                  const GenerateOptions& options, GenerateStats* stats = nullptr,
                                  const std::function<void(int, std::int32_t)>& on_token = {});
+// The same on the model's device (the forward passes there; sampling on the host from
+// the logits each step returns).
+std::vector<Generation> generate(Transformer& model,
+                                 const std::vector<std::vector<std::int32_t>>& prompts,
+                                 const GenerateOptions& options, GenerateStats* stats = nullptr,
+                                 const std::function<void(int, std::int32_t)>& on_token = {});
 
 }  // namespace whtlm

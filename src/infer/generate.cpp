@@ -84,10 +84,14 @@ std::int32_t sample_token(std::span<float> logits, std::span<const std::int32_t>
   return ids[keep - 1];
 }
 
-std::vector<Generation> generate(const ModelConfig& config, const float* params,
-                                 const std::vector<std::vector<std::int32_t>>& prompts,
-                                 const GenerateOptions& o, GenerateStats* stats,
-                                 const std::function<void(int, std::int32_t)>& on_token) {
+namespace {
+
+using SessionFactory = std::function<std::unique_ptr<InferenceSession>(int batch, int len)>;
+
+std::vector<Generation> run_generation(const ModelConfig& config, const SessionFactory& make,
+                                       const std::vector<std::vector<std::int32_t>>& prompts,
+                                       const GenerateOptions& o, GenerateStats* stats,
+                                       const std::function<void(int, std::int32_t)>& on_token) {
   if (prompts.empty()) throw std::invalid_argument("no prompts");
   if (o.max_new_tokens < 0) throw std::invalid_argument("--max-new-tokens must be >= 0");
   if (o.sampling.top_p <= 0.0f || o.sampling.top_p > 1.0f)
@@ -108,7 +112,8 @@ std::vector<Generation> generate(const ModelConfig& config, const float* params,
   }
   const int max_len = static_cast<int>(
       std::min<std::size_t>(std::size_t(config.max_seq), longest + std::size_t(o.max_new_tokens)));
-  InferenceSession session(config, params, static_cast<int>(prompts.size()), max_len);
+  const std::unique_ptr<InferenceSession> owned = make(static_cast<int>(prompts.size()), max_len);
+  InferenceSession& session = *owned;
   std::vector<Generation> out(prompts.size());
   std::vector<std::vector<std::int32_t>> history = prompts;
   GenerateStats st;
@@ -160,6 +165,28 @@ std::vector<Generation> generate(const ModelConfig& config, const float* params,
   st.decode_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (stats != nullptr) *stats = st;
   return out;
+}
+
+}  // namespace
+
+std::vector<Generation> generate(const ModelConfig& config, const float* params,
+                                 const std::vector<std::vector<std::int32_t>>& prompts,
+                                 const GenerateOptions& o, GenerateStats* stats,
+                                 const std::function<void(int, std::int32_t)>& on_token) {
+  const SessionFactory make = [&](int batch, int len) {
+    return std::make_unique<InferenceSession>(config, params, batch, len);
+  };
+  return run_generation(config, make, prompts, o, stats, on_token);
+}
+
+std::vector<Generation> generate(Transformer& model,
+                                 const std::vector<std::vector<std::int32_t>>& prompts,
+                                 const GenerateOptions& o, GenerateStats* stats,
+                                 const std::function<void(int, std::int32_t)>& on_token) {
+  const SessionFactory make = [&](int batch, int len) {
+    return std::make_unique<InferenceSession>(model, batch, len);
+  };
+  return run_generation(model.config(), make, prompts, o, stats, on_token);
 }
 
 }  // namespace whtlm

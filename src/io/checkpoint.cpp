@@ -193,10 +193,12 @@ std::map<std::string, std::string> load_weights(const std::string& path, const P
   return file.metadata();
 }
 
-std::unique_ptr<Transformer> load_model(const std::string& dir) {
-  auto model = std::make_unique<Transformer>(read_config(dir));
+std::unique_ptr<Transformer> load_model(const std::string& dir, Device device,
+                                        Precision precision) {
+  auto model = std::make_unique<Transformer>(read_config(dir), device, precision);
   load_weights((std::filesystem::path(dir) / "model.safetensors").string(), model->layout(),
                model->params().data());
+  model->upload_params();
   return model;
 }
 
