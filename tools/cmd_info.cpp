@@ -1,7 +1,9 @@
 // `whtlm info`: what this build and machine offer.
 #include <cstdio>
+#include <string>
 
 #include "commands.hpp"
+#include "whtlm/device.hpp"
 #include "whtlm/hadamard.hpp"
 #include "whtlm/matmul.hpp"
 #include "whtlm/threads.hpp"
@@ -9,7 +11,8 @@
 namespace whtlm::cli {
 
 void add_info_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show the kernels, BLAS and threads this machine uses");
+  auto* cmd =
+      app.add_subcommand("info", "Show the kernels, BLAS, threads and GPU this machine uses");
   cmd->callback([] {
     std::printf("whtlm %s\n", WHTLM_VERSION);
     std::printf("hadamard kernels: %s (available:", isa_name(detected_isa()));
@@ -18,6 +21,12 @@ void add_info_command(CLI::App& app) {
     std::printf(")\n");
     std::printf("blas: %s\n", blas_description().c_str());
     std::printf("threads: %d (cores available: %d)\n", num_threads(), available_cores());
+    std::printf("cuda backend: %s\n", cuda_build_description().c_str());
+    std::string why;
+    if (device_usable(Device::cuda, &why))
+      std::printf("cuda device: %s\n", device_description(Device::cuda).c_str());
+    else
+      std::printf("cuda device: none usable (%s)\n", why.c_str());
   });
 }
 

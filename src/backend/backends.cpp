@@ -5,6 +5,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/backend.hpp"
+#include "whtlm/device.hpp"
 #if WHTLM_HAVE_CUDA
 #include "backend/cuda/backend.hpp"
 #endif
@@ -44,3 +45,21 @@ Backend& get(Device device, Precision precision) {
 }
 
 }  // namespace whtlm::backend
+
+namespace whtlm {
+
+bool device_usable(Device device, std::string* why) {
+  return device == Device::cpu || backend::cuda_usable(why);
+}
+
+std::string device_description(Device device) { return backend::get(device).description(); }
+
+std::string cuda_build_description() {
+#if WHTLM_HAVE_CUDA
+  return "CUDA " WHTLM_CUDA_VERSION ", architectures " WHTLM_CUDA_ARCHITECTURES;
+#else
+  return "not built";
+#endif
+}
+
+}  // namespace whtlm
