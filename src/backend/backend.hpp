@@ -27,9 +27,6 @@ class Backend {
   virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
-  // rows copies of width bytes, from src + r * src_pitch to dst + r * dst_pitch.
-  virtual void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
-                       std::size_t width, std::size_t rows) = 0;
   virtual void zero(void* dst, std::size_t bytes) = 0;
   // Waits until every op issued so far has finished (a no-op on the CPU).
   virtual void synchronize() = 0;
@@ -83,6 +80,9 @@ class Backend {
                                const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
                                std::size_t hd) = 0;
   virtual std::size_t attention_cached_scratch_floats(const CacheShape& s) const = 0;
+  virtual void kv_cache_store(float* k_cache, float* v_cache, const float* qkv,
+                              std::size_t qkv_stride, const CachedSegment* segments,
+                              std::size_t n_segments, const CacheShape& s) = 0;
   virtual void attention_cached(float* out, const float* q, std::size_t q_stride,
                                 const float* k_cache, const float* v_cache,
                                 const CachedSegment* segments, std::size_t n_segments,

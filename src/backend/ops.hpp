@@ -110,6 +110,11 @@ struct CacheShape {
   std::size_t n_head = 0, n_kv = 0, hd = 0, max_len = 0;
 };
 std::size_t attention_cached_scratch_size(const CacheShape& s);
+// Writes the k and v heads of packed qkv rows (row stride qkv_stride) into the caches
+// at their segments' slots and positions: row row0 + r of segment g goes to position
+// pos0 + r of slot g.slot, for every kv head.
+void kv_cache_store(float* k_cache, float* v_cache, const float* qkv, std::size_t qkv_stride,
+                    const CachedSegment* segments, std::size_t n_segments, const CacheShape& s);
 void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,
                       const float* v_cache, const CachedSegment* segments, std::size_t n_segments,
                       const CacheShape& s, float* scratch);

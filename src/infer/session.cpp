@@ -101,7 +101,6 @@ struct InferenceSession::Impl {
     be.upload(device_ids.data() + chunk, positions.data(), n * sizeof(std::int32_t));
     be.embedding_forward_at(x.data(), dev_tokens, P + layout.wte, gpt2 ? P + layout.wpe : nullptr,
                             n, dev_positions, d);
-    const std::size_t k_off = std::size_t(c.n_head) * hd, v_off = k_off + c.n_kv_head * hd;
     for (int l = 0; l < c.n_layer; ++l) {
       const BlockOffsets& w = layout.blocks[std::size_t(l)];
       float* kc = k_cache.data() + std::size_t(l) * cache_layer;
@@ -112,16 +111,8 @@ struct InferenceSession::Impl {
       if (!gpt2)
         be.rope_forward_at(qkv.data(), rope_cos.data(), rope_sin.data(), n, dev_positions,
                            std::size_t(c.n_head), std::size_t(c.n_kv_head), hd);
-      // Keys and values of these rows into the cache at their positions: per segment
-      // and kv head, count rows of hd floats (row stride qkvd in, hd in the cache).
-      constexpr std::size_t f = sizeof(float);
-      for (const CachedSegment& g : segs)
-        for (std::size_t kv = 0; kv < std::size_t(c.n_kv_head); ++kv) {
-          const std::size_t at = ((g.slot * c.n_kv_head + kv) * std::size_t(max_len) + g.pos0) * hd;
-          const float* row = qkv.data() + g.row0 * qkvd;
-          be.copy_2d(kc + at, hd * f, row + k_off + kv * hd, qkvd * f, hd * f, g.count);
-          be.copy_2d(vc + at, hd * f, row + v_off + kv * hd, qkvd * f, hd * f, g.count);
-        }
+      // Keys and values of these rows into the cache at their positions.
+      be.kv_cache_store(kc, vc, qkv.data(), qkvd, segs.data(), segs.size(), cache_shape);
       be.attention_cached(att.data(), qkv.data(), qkvd, kc, vc, segs.data(), segs.size(),
                           cache_shape, att_scratch.data());
       proj->forward(be, x.data(), att.data(), P + w.proj, n);  // x += P(att)

@@ -272,21 +272,6 @@ TEST_F(CudaBackend, UploadDownloadCopyZeroRoundTrip) {
   Vec expect_a = h;
   std::copy(expect.begin() + 500, expect.begin() + 513, expect_a.begin() + 3);
   EXPECT_EQ(down(a), expect_a);
-  // copy_2d: 7 rows of 5 floats, from a pitch of 11 floats to a pitch of 9, offset by 2.
-  DeviceArray<float> c = poisoned(100);
-  gpu_->copy_2d(c.data() + 2, 9 * sizeof(float), a.data() + 1, 11 * sizeof(float),
-                5 * sizeof(float), 7);
-  Vec expect_c(100, kNaN);
-  for (std::size_t r = 0; r < 7; ++r)
-    for (std::size_t i = 0; i < 5; ++i) expect_c[2 + r * 9 + i] = expect_a[1 + r * 11 + i];
-  const Vec got_c = down(c);
-  for (std::size_t i = 0; i < 100; ++i) {
-    if (std::isnan(expect_c[i])) {
-      EXPECT_TRUE(std::isnan(got_c[i])) << "copy_2d wrote outside its rows at [" << i << "]";
-    } else {
-      EXPECT_EQ(got_c[i], expect_c[i]) << "copy_2d [" << i << "]";
-    }
-  }
 }
 
 TEST_F(CudaBackend, PeakAllocatedCountsAllocations) {
@@ -851,6 +836,36 @@ TEST_F(Attention, CachedMatchesTheCpu) {
                                     segs.data(), segs.size(), s);
     EXPECT_TRUE(matches(down(gout2), out, kFp32, what + " (kernel)"));
   }
+}
+
+// The store writes every kv head of every segment's rows at their positions, and
+// nothing else (the rest of the caches keeps its NaN).
+TEST_F(Attention, KvCacheStoreMatchesTheCpu) {
+  const CacheShape s{4, 2, 64, 300};
+  const std::size_t q_stride = (s.n_head + 2 * s.n_kv) * s.hd, slots = 6;
+  // More segments than one launch takes (128), and an empty one.
+  std::vector<CachedSegment> segs = {
+      {2, 0, 37, 0}, {0, 37, 1, 299}, {1, 38, 0, 5}, {3, 38, 5, 150}};
+  std::size_t rows = 43;
+  for (std::size_t i = 0; i < 200; ++i) segs.push_back({4 + i % 2, rows++, 1, 10 + i});
+  const Vec qkv = normal(rows * q_stride);
+  const std::size_t cache = slots * s.n_kv * s.max_len * s.hd;
+  Vec k(cache, kNaN), v(cache, kNaN);
+  cpu_->kv_cache_store(k.data(), v.data(), qkv.data(), q_stride, segs.data(), segs.size(), s);
+  DeviceArray<float> gqkv = up(qkv), gk = poisoned(cache), gv = poisoned(cache);
+  gpu_->kv_cache_store(gk.data(), gv.data(), gqkv.data(), q_stride, segs.data(), segs.size(), s);
+  const Vec got_k = down(gk), got_v = down(gv);
+  std::size_t written = 0;
+  for (std::size_t i = 0; i < cache; ++i) {
+    if (std::isnan(k[i])) {
+      ASSERT_TRUE(std::isnan(got_k[i]) && std::isnan(got_v[i])) << "wrote outside at " << i;
+    } else {
+      ++written;
+      ASSERT_EQ(got_k[i], k[i]) << "k at " << i;
+      ASSERT_EQ(got_v[i], v[i]) << "v at " << i;
+    }
+  }
+  EXPECT_EQ(written, rows * s.n_kv * s.hd);
 }
 
 // --- embedding, loss -----------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -24,6 +25,22 @@ std::size_t per_thread(const CacheShape& s) { return kBlock * s.max_len; }
 
 std::size_t attention_cached_scratch_size(const CacheShape& s) {
   return per_thread(s) * static_cast<std::size_t>(omp_get_max_threads());
+}
+
+void kv_cache_store(float* k_cache, float* v_cache, const float* qkv, std::size_t qkv_stride,
+                    const CachedSegment* segments, std::size_t n_segments, const CacheShape& s) {
+  const std::size_t k_off = s.n_head * s.hd, v_off = k_off + s.n_kv * s.hd;
+  for (std::size_t i = 0; i < n_segments; ++i) {
+    const CachedSegment& g = segments[i];
+    for (std::size_t r = 0; r < g.count; ++r) {
+      const float* row = qkv + (g.row0 + r) * qkv_stride;
+      for (std::size_t kv = 0; kv < s.n_kv; ++kv) {
+        const std::size_t at = ((g.slot * s.n_kv + kv) * s.max_len + g.pos0 + r) * s.hd;
+        std::memcpy(k_cache + at, row + k_off + kv * s.hd, s.hd * sizeof(float));
+        std::memcpy(v_cache + at, row + v_off + kv * s.hd, s.hd * sizeof(float));
+      }
+    }
+  }
 }
 
 void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,

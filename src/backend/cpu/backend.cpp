@@ -56,12 +56,6 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, std::size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);
   }
-  void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
-               std::size_t width, std::size_t rows) override {
-    for (std::size_t r = 0; r < rows; ++r)
-      std::memcpy(static_cast<char*>(dst) + r * dst_pitch,
-                  static_cast<const char*>(src) + r * src_pitch, width);
-  }
   void zero(void* dst, std::size_t bytes) override {
     if (bytes) std::memset(dst, 0, bytes);
   }
@@ -145,6 +139,11 @@ class CpuBackend final : public Backend {
   }
   std::size_t attention_cached_scratch_floats(const CacheShape& s) const override {
     return attention_cached_scratch_size(s);
+  }
+  void kv_cache_store(float* k_cache, float* v_cache, const float* qkv, std::size_t qkv_stride,
+                      const CachedSegment* segments, std::size_t n_segments,
+                      const CacheShape& s) override {
+    backend::kv_cache_store(k_cache, v_cache, qkv, qkv_stride, segments, n_segments, s);
   }
   void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,
                         const float* v_cache, const CachedSegment* segments, std::size_t n_segments,

@@ -74,13 +74,6 @@ class CudaBackend final : public Backend {
   void copy(void* dst, const void* src, std::size_t bytes) override {
     if (bytes) ok(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st()), "copy");
   }
-  void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
-               std::size_t width, std::size_t rows) override {
-    if (width && rows)
-      ok(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice,
-                           st()),
-         "copy_2d");
-  }
   void zero(void* dst, std::size_t bytes) override {
     if (bytes) ok(cudaMemsetAsync(dst, 0, bytes, st()), "zero");
   }
@@ -175,6 +168,11 @@ class CudaBackend final : public Backend {
     cuda::rope_forward_at(qkv, cos, sin, rows, positions, n_head, n_kv, hd);
   }
   std::size_t attention_cached_scratch_floats(const CacheShape&) const override { return 0; }
+  void kv_cache_store(float* k_cache, float* v_cache, const float* qkv, std::size_t qkv_stride,
+                      const CachedSegment* segments, std::size_t n_segments,
+                      const CacheShape& s) override {
+    cuda::kv_cache_store(k_cache, v_cache, qkv, qkv_stride, segments, n_segments, s);
+  }
   void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,
                         const float* v_cache, const CachedSegment* segments, std::size_t n_segments,
                         const CacheShape& s, float*) override {

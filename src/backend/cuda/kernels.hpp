@@ -104,7 +104,9 @@ void adamw(float* p, const float* g, float* m, float* v, std::size_t n, float lr
 void attention_forward(float* out, float* lse, const float* qkv, const AttentionShape& s);
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                         const float* lse, const AttentionShape& s);
-// segments: host array of n_segments entries.
+// segments: host array of n_segments entries (kv_cache.cu for the store).
+void kv_cache_store(float* k_cache, float* v_cache, const float* qkv, std::size_t qkv_stride,
+                    const CachedSegment* segments, std::size_t n_segments, const CacheShape& s);
 void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,
                       const float* v_cache, const CachedSegment* segments, std::size_t n_segments,
                       const CacheShape& s);
