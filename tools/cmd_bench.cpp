@@ -298,13 +298,7 @@ void add_bench_command(CLI::App& app) {
   tr->add_option("--vocab", ta->o.vocab, "Vocabulary size of the random tokens")
       ->capture_default_str();
   tr->add_option("--threads", ta->o.threads, "Threads (default: all cores)");
-  tr->add_option("--device", ta->device, "Where the models run: cpu, or cuda (an NVIDIA GPU)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  tr->add_option("--precision", ta->precision,
-                 "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
+  add_device_options(tr, &ta->device, &ta->precision);
   tr->add_option("--reps", ta->o.repetitions, "Rounds (medians over them)")->capture_default_str();
   tr->add_option("--steps", ta->o.steps, "Optimizer steps per round and projection")
       ->capture_default_str();
@@ -329,13 +323,7 @@ void add_bench_command(CLI::App& app) {
   inf->add_option("--context", ia->o.context,
                   "Context length for every preset (default: each preset's own)");
   inf->add_option("--threads", ia->o.threads, "Threads (default: all cores)");
-  inf->add_option("--device", ia->device, "Where the models run: cpu, or cuda (an NVIDIA GPU)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  inf->add_option("--precision", ia->precision,
-                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
+  add_device_options(inf, &ia->device, &ia->precision);
   inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")->capture_default_str();
   inf->add_option("--max-prefill-tokens", ia->o.max_prefill_tokens,
                   "Skip cases with more batch x prompt tokens")

@@ -180,13 +180,7 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--batch", a->batch, "Prompts generated together")->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
-  cmd->add_option("--device", a->device, "Where the model runs: cpu, or cuda (an NVIDIA GPU)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  cmd->add_option("--precision", a->precision,
-                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
+  add_device_options(cmd, &a->device, &a->precision);
   cmd->add_flag("--json", a->json, "One JSON line per prompt");
   cmd->callback([a] { run(*a); });
 }

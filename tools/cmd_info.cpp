@@ -10,6 +10,16 @@
 
 namespace whtlm::cli {
 
+void add_device_options(CLI::App* cmd, std::string* device, std::string* precision) {
+  cmd->add_option("--device", *device, "Where the model runs: cpu, or cuda (an NVIDIA GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--precision", *precision,
+                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+}
+
 void add_info_command(CLI::App& app) {
   auto* cmd =
       app.add_subcommand("info", "Show the kernels, BLAS, threads and GPU this machine uses");

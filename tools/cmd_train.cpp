@@ -179,13 +179,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--save-every", o.save_every, "Checkpoint every N steps (0: at the end)")
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "Threads (default: all cores)");
-  cmd->add_option("--device", a->device, "Where to train: cpu, or cuda (an NVIDIA GPU)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  cmd->add_option("--precision", a->precision,
-                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
+  add_device_options(cmd, &a->device, &a->precision);
   cmd->add_option("--out", o.out, "Run folder: checkpoint, metrics.jsonl, state");
   cmd->add_option("--resume", a->resume,
                   "Continue the run in this folder from its last checkpoint (other options are "

@@ -21,5 +21,7 @@ void add_data_command(CLI::App& app);
 void set_command_line(int argc, char** argv);
 const std::string& command_line();
 void add_report_command(CLI::App& app);
+// --device cpu|cuda and --precision fp32|bf16, shared by the commands that run models.
+void add_device_options(CLI::App* cmd, std::string* device, std::string* precision);
 
 }  // namespace whtlm::cli

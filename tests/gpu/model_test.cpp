@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "compare.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/train.hpp"
 #include "whtlm/transformer.hpp"
@@ -40,51 +41,11 @@
 namespace whtlm {
 namespace {
 
+using gpu_test::matches;
+
 // Rounding-level differences that compound through the model (see the top comment).
 constexpr double kLoss = 1e-5;
 constexpr double kModel = 1e-4;
-
-::testing::AssertionResult matches(std::span<const float> gpu, std::span<const float> cpu,
-                                   double tol, const std::string& what) {
-  if (gpu.size() != cpu.size())
-    return ::testing::AssertionFailure()
-           << what << ": " << gpu.size() << " values from the GPU, " << cpu.size() << " expected";
-  double num = 0, den = 0;
-  std::size_t bad = 0, first_bad = 0, worst_i = 0;
-  double worst = -1;
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    if (!std::isfinite(gpu[i])) {
-      if (bad++ == 0) first_bad = i;
-      continue;
-    }
-    const double d = double(gpu[i]) - double(cpu[i]);
-    num += d * d;
-    den += double(cpu[i]) * double(cpu[i]);
-    if (std::abs(d) > worst) {
-      worst = std::abs(d);
-      worst_i = i;
-    }
-  }
-  if (bad > 0)
-    return ::testing::AssertionFailure()
-           << what << ": " << bad << " of " << cpu.size()
-           << " GPU values are not finite (first at [" << first_bad << "])";
-  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", rel);
-  ::testing::Test::RecordProperty("rel_err " + what, buf);
-  if (rel <= tol) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": relative error " << rel << " > " << tol << " (largest difference at ["
-         << worst_i << "]: gpu " << gpu[worst_i] << ", cpu " << cpu[worst_i] << ")";
-}
-
-::testing::AssertionResult matches(double gpu, double cpu, double tol, const std::string& what) {
-  const double rel = cpu != 0 ? std::abs(gpu - cpu) / std::abs(cpu) : std::abs(gpu);
-  if (std::isfinite(gpu) && rel <= tol) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": gpu " << gpu << ", cpu " << cpu
-                                       << ", relative error " << rel << " > " << tol;
-}
 
 // Every tensor of the layout on its own (a wrong small tensor would vanish in the
 // norm of the whole buffer).
