@@ -1,10 +1,10 @@
-// The kernels the model is made of, on the CPU; they define each op's semantics,
-// which the CUDA kernels (src/backend/cuda/kernels.hpp) match and the model reaches
-// through backend.hpp. Each op is a forward/backward pair; most exist for float (the
-// engine) and double (the finite-difference tests). All tensors are row-major and contiguous unless
-// a row stride is given. "+=" in a comment means the op accumulates into that output; everything
-// else is overwritten. Parameter gradients always accumulate, so micro-batches add up without a
-// copy.
+// The kernels the model is made of, on the CPU; they define each op's semantics, which
+// the CUDA kernels (src/backend/cuda/kernels.hpp) match and the model reaches through
+// backend.hpp. Each op is a forward/backward pair; most exist for float (the engine)
+// and double (the finite-difference tests). All tensors are row-major and contiguous
+// unless a row stride is given. "+=" in a comment means the op accumulates into that
+// output; everything else is overwritten. Parameter gradients always accumulate, so
+// micro-batches add up without a copy.
 #pragma once
 
 #include <cstddef>
