@@ -33,6 +33,9 @@ class Backend {
   // Peak bytes this backend has held allocated at once since start (or the last reset).
   virtual std::size_t peak_allocated() const = 0;
   virtual void reset_peak() = 0;
+  // Frees what the backend keeps between ops (CUDA: the bf16 operands' scratch), so
+  // that a measurement started after it counts that memory for its own model too.
+  virtual void release_caches() = 0;
 
   virtual void linear_forward(float* y, const float* x, const float* w, const float* b,
                               std::size_t rows, std::size_t in, std::size_t out, bool w_in_out,

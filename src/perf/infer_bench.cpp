@@ -111,7 +111,8 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
             Transformer& m = *models[k];
             backend::Backend& be = m.backend();
             be.synchronize();
-            be.reset_peak();  // from what is held now: every model's weights
+            be.release_caches();  // shared scratch counts for every case, not only the first
+            be.reset_peak();      // from what is held now: every model's weights
             const std::size_t held = be.peak_allocated();
             InferenceSession s(m, batch, len);
             // Prefill and decode return logits in host memory, so each has finished on

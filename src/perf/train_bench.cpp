@@ -56,10 +56,11 @@ std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& o) {
       ModelConfig c = configs[pi];
       c.projection = parse_projection(p);
       Case k;
-      k.model = std::make_unique<Transformer>(c, o.device, o.precision);
-      backend::Backend& be = k.model->backend();
-      be.reset_peak();  // the peak restarts from what the earlier cases hold
+      backend::Backend& be = backend::get(o.device, o.precision);
+      be.release_caches();  // shared scratch counts for every case, not only the first
+      be.reset_peak();      // the peak restarts from what the earlier cases hold
       const std::size_t held = be.peak_allocated();
+      k.model = std::make_unique<Transformer>(c, o.device, o.precision);
       k.model->init_weights(1);
       k.model->reserve(o.batch, o.seq);
       k.opt = std::make_unique<AdamW>(k.model->layout(), AdamWConfig{});

@@ -62,6 +62,7 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
   std::size_t peak_allocated() const override { return peak_.load(); }
   void reset_peak() override { peak_ = held_.load(); }
+  void release_caches() override {}
 
   void linear_forward(float* y, const float* x, const float* w, const float* b, std::size_t rows,
                       std::size_t in, std::size_t out, bool w_in_out, bool accumulate) override {

@@ -86,6 +86,7 @@ class CudaBackend final : public Backend {
     std::lock_guard<std::mutex> lock(mutex_);
     peak_ = held_;
   }
+  void release_caches() override { scratch_.reset(); }
 
   void linear_forward(float* y, const float* x, const float* w, const float* b, std::size_t rows,
                       std::size_t in, std::size_t out, bool w_in_out, bool accumulate) override {
