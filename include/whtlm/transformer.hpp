@@ -33,11 +33,11 @@ class FloatBuffer {
   std::size_t size_ = 0;
 };
 
-// Floats of activation memory a training step at (batch, seq) needs: everything
-// the forward pass keeps for the backward pass, plus the backward's scratch (the CPU
-// backend's attention scratch; the CUDA backend needs none).
-std::size_t activation_floats(const ModelConfig& config, int batch, int seq,
-                              Device device = Device::cpu);
+// Floats of activation memory a training step at (batch, seq) needs on the CPU:
+// everything the forward pass keeps for the backward pass, plus the backward's
+// scratch (the CUDA backend's attention needs none of the latter; a model's own
+// figure is Transformer::activation_bytes()).
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq);
 
 // The model on one device (Device::cuda: parameters, gradients and activations in GPU
 // memory; throws std::runtime_error saying why when CUDA cannot be used), its matrix

@@ -112,8 +112,7 @@ struct NormalStream {
 
 }  // namespace
 
-std::size_t activation_floats(const ModelConfig& config, int batch, int seq, Device device) {
-  if (device == Device::cuda) return ArenaPlan(config, batch, seq, [](auto&) { return 0; }).total;
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq) {
   return ArenaPlan(config, batch, seq, backend::attention_scratch_size).total;
 }
 
