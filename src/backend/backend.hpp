@@ -165,4 +165,10 @@ class DeviceArray {
   std::size_t n_ = 0;
 };
 
+// The rotary tables of rope_tables for positions 0 .. positions - 1, on a backend.
+struct RopeTables {
+  DeviceArray<float> cos, sin;
+};
+RopeTables make_rope_tables(Backend& be, std::size_t positions, std::size_t hd, double theta);
+
 }  // namespace whtlm::backend

@@ -2,6 +2,7 @@
 // device is present.
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "backend/backend.hpp"
 #include "backend/cpu/backend.hpp"
@@ -26,6 +27,16 @@ bool cuda_usable(std::string* why) {
         "-DWHTLM_CUDA=ON, the default)";
   return false;
 #endif
+}
+
+RopeTables make_rope_tables(Backend& be, std::size_t positions, std::size_t hd, double theta) {
+  const std::size_t n = positions * (hd / 2);
+  std::vector<float> cos(n), sin(n);
+  rope_tables(cos.data(), sin.data(), positions, hd, theta);
+  RopeTables t{DeviceArray<float>(be, n), DeviceArray<float>(be, n)};
+  be.upload(t.cos.data(), cos.data(), n * sizeof(float));
+  be.upload(t.sin.data(), sin.data(), n * sizeof(float));
+  return t;
 }
 
 Backend& get(Device device, Precision precision) {

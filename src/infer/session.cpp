@@ -33,7 +33,7 @@ struct InferenceSession::Impl {
   DeviceArray<float> k_cache, v_cache;
   // Activations for one chunk of rows (on the device).
   DeviceArray<float> x, h, qkv, att, fc, act, stats, att_scratch, head_logits;
-  DeviceArray<float> rope_cos, rope_sin;
+  backend::RopeTables rope;              // llama only
   DeviceArray<std::int32_t> device_ids;  // tokens then positions of the rows in flight
   FloatBuffer logits;                    // [max_batch, V], host
   std::vector<int> lengths;
@@ -72,15 +72,7 @@ struct InferenceSession::Impl {
     att_scratch = DeviceArray<float>(be, be.attention_cached_scratch_floats(cache_shape));
     device_ids = DeviceArray<std::int32_t>(be, 2 * chunk);
     logits = FloatBuffer(std::size_t(batch) * V);
-    if (!gpt2) {
-      const std::size_t n = std::size_t(len) * hd / 2;
-      std::vector<float> cos(n), sin(n);
-      whtlm::backend::rope_tables(cos.data(), sin.data(), std::size_t(len), hd, c.rope_theta);
-      rope_cos = DeviceArray<float>(be, n);
-      rope_sin = DeviceArray<float>(be, n);
-      be.upload(rope_cos.data(), cos.data(), n * sizeof(float));
-      be.upload(rope_sin.data(), sin.data(), n * sizeof(float));
-    }
+    if (!gpt2) rope = whtlm::backend::make_rope_tables(be, std::size_t(len), hd, c.rope_theta);
     lengths.assign(std::size_t(batch), 0);
     whtlm::backend::cpu::flush_denormals();
   }
@@ -109,7 +101,7 @@ struct InferenceSession::Impl {
       be.linear_forward(qkv.data(), h.data(), P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd,
                         gpt2, false);
       if (!gpt2)
-        be.rope_forward_at(qkv.data(), rope_cos.data(), rope_sin.data(), n, dev_positions,
+        be.rope_forward_at(qkv.data(), rope.cos.data(), rope.sin.data(), n, dev_positions,
                            std::size_t(c.n_head), std::size_t(c.n_kv_head), hd);
       // Keys and values of these rows into the cache at their positions.
       be.kv_cache_store(kc, vc, qkv.data(), qkvd, segs.data(), segs.size(), cache_shape);

@@ -122,7 +122,7 @@ struct Transformer::Impl {
   std::unique_ptr<model::OutputProjection> proj;
   DeviceArray<float> params, grads;
   DeviceArray<float> arena;
-  DeviceArray<float> rope_cos, rope_sin;
+  whtlm::backend::RopeTables rope;   // llama only
   DeviceArray<std::int32_t> tokens;  // inputs then targets of the last forward
   // Host copies on a GPU (unused on the CPU, where the device buffers are host memory).
   FloatBuffer host_params;
@@ -150,17 +150,9 @@ struct Transformer::Impl {
         params(be, layout.total_floats()),
         plan(make_plan(0, 0)) {
     if (!on_host()) host_params = FloatBuffer(layout.total_floats());
-    if (c.family == Family::llama) {
-      const std::size_t half = static_cast<std::size_t>(c.head_dim() / 2);
-      const std::size_t n = static_cast<std::size_t>(c.max_seq) * half;
-      std::vector<float> cos(n), sin(n);
-      whtlm::backend::rope_tables(cos.data(), sin.data(), static_cast<std::size_t>(c.max_seq),
-                                  static_cast<std::size_t>(c.head_dim()), c.rope_theta);
-      rope_cos = DeviceArray<float>(be, n);
-      rope_sin = DeviceArray<float>(be, n);
-      be.upload(rope_cos.data(), cos.data(), n * sizeof(float));
-      be.upload(rope_sin.data(), sin.data(), n * sizeof(float));
-    }
+    if (c.family == Family::llama)
+      rope = whtlm::backend::make_rope_tables(be, static_cast<std::size_t>(c.max_seq),
+                                              static_cast<std::size_t>(c.head_dim()), c.rope_theta);
   }
   float* host_params_data() { return on_host() ? params.data() : host_params.data(); }
   // Reads n floats of device memory into host memory the caller may keep reading
@@ -336,7 +328,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
       be.rmsnorm_forward(h1, st + n, x, P + w.norm1_w, n, d, eps);
     be.linear_forward(qkv, h1, P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd, gpt2, false);
     if (!gpt2)
-      be.rope_forward(qkv, m.rope_cos.data(), m.rope_sin.data(), n, static_cast<std::size_t>(seq),
+      be.rope_forward(qkv, m.rope.cos.data(), m.rope.sin.data(), n, static_cast<std::size_t>(seq),
                       shape.n_head, shape.n_kv, hd);
     be.attention_forward(att, lse, qkv, shape, act + a.att_scratch);
     be.copy(mid, x, n * d * sizeof(float));
@@ -452,7 +444,7 @@ void Transformer::backward(float loss_scale) {
     m.proj->backward(be, dx, G + w.proj, dres, att, P + w.proj, n);
     be.attention_backward(dqkv, dx, qkv, att, lse, shape, act + a.att_scratch);
     if (!gpt2)
-      be.rope_backward(dqkv, m.rope_cos.data(), m.rope_sin.data(), n, seq, shape.n_head, shape.n_kv,
+      be.rope_backward(dqkv, m.rope.cos.data(), m.rope.sin.data(), n, seq, shape.n_head, shape.n_kv,
                        hd);
     be.linear_backward(dx, G + w.qkv_w, gpt2 ? G + w.qkv_b : nullptr, dqkv, h1, P + w.qkv_w, n, d,
                        qkvd, gpt2, false);
