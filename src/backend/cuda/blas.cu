@@ -204,39 +204,61 @@ void gemm_bf16(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, 
   matmul(true, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// y = x w (+ b) with w [in, out], or y = x w^T (+ b) with w [out, in]; the bias is
-// written (or added) first and the product added onto it, as on the CPU.
+namespace {
+
+// The layer's products, written once for both operand types (bf16: x, w and dy are
+// the converted copies; everything else stays fp32).
+//   forward:  y = x w (w [in, out]) or x w^T (w [out, in]), added onto y when beta = 1
+//   backward: dx = dy w^T or dy w (when dx is given), dw += x^T dy or dy^T x
+// The bias is written (or added) into y first and the product added onto it, as on
+// the CPU; db is the column sums of the fp32 dy.
+void bias_rows(float* y, const float* b, std::size_t rows, std::size_t out, bool accumulate) {
+  bias_rows_kernel<<<matrix_grid(rows, out), kThreads, 0, cu_stream()>>>(y, b, rows, out,
+                                                                         accumulate);
+  check_launch("linear_forward (bias)");
+}
+
+void forward_product(bool bf16, float* y, const void* x, const void* w, std::size_t rows,
+                     std::size_t in, std::size_t out, bool w_in_out, float beta) {
+  if (w_in_out)
+    matmul(bf16, Trans::no, Trans::no, rows, out, in, 1.0f, x, in, w, out, beta, y, out);
+  else
+    matmul(bf16, Trans::no, Trans::yes, rows, out, in, 1.0f, x, in, w, in, beta, y, out);
+}
+
+void dx_product(bool bf16, float* dx, const void* dy, const void* w, std::size_t rows,
+                std::size_t in, std::size_t out, bool w_in_out, bool dx_accumulate) {
+  const float beta_x = dx_accumulate ? 1.0f : 0.0f;
+  if (w_in_out)
+    matmul(bf16, Trans::no, Trans::yes, rows, in, out, 1.0f, dy, out, w, out, beta_x, dx, in);
+  else
+    matmul(bf16, Trans::no, Trans::no, rows, in, out, 1.0f, dy, out, w, in, beta_x, dx, in);
+}
+
+void dw_product(bool bf16, float* dw, const void* x, const void* dy, std::size_t rows,
+                std::size_t in, std::size_t out, bool w_in_out) {
+  if (w_in_out)
+    matmul(bf16, Trans::yes, Trans::no, in, out, rows, 1.0f, x, in, dy, out, 1.0f, dw, out);
+  else
+    matmul(bf16, Trans::yes, Trans::no, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in);
+}
+
+}  // namespace
+
 void linear_forward(float* y, const float* x, const float* w, const float* b, std::size_t rows,
                     std::size_t in, std::size_t out, bool w_in_out, bool accumulate) {
   if (rows == 0 || out == 0) return;
-  if (b != nullptr) {
-    bias_rows_kernel<<<matrix_grid(rows, out), kThreads, 0, cu_stream()>>>(y, b, rows, out,
-                                                                           accumulate);
-    check_launch("linear_forward (bias)");
-  }
+  if (b != nullptr) bias_rows(y, b, rows, out, accumulate);
   const float beta = b != nullptr || accumulate ? 1.0f : 0.0f;
-  if (w_in_out)
-    gemm(Trans::no, Trans::no, rows, out, in, 1.0f, x, in, w, out, beta, y, out);
-  else
-    gemm(Trans::no, Trans::yes, rows, out, in, 1.0f, x, in, w, in, beta, y, out);
+  forward_product(false, y, x, w, rows, in, out, w_in_out, beta);
 }
 
-// dx = dy w^T (w [in, out]) or dy w (w [out, in]), overwritten or added; dw += x^T dy
-// ([in, out]) or dy^T x ([out, in]); db += column sums of dy. dx and db may be null.
+// dx and db may be null.
 void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                      const float* w, std::size_t rows, std::size_t in, std::size_t out,
                      bool w_in_out, bool dx_accumulate) {
-  const float beta_x = dx_accumulate ? 1.0f : 0.0f;
-  if (dx != nullptr) {
-    if (w_in_out)
-      gemm(Trans::no, Trans::yes, rows, in, out, 1.0f, dy, out, w, out, beta_x, dx, in);
-    else
-      gemm(Trans::no, Trans::no, rows, in, out, 1.0f, dy, out, w, in, beta_x, dx, in);
-  }
-  if (w_in_out)
-    gemm(Trans::yes, Trans::no, in, out, rows, 1.0f, x, in, dy, out, 1.0f, dw, out);
-  else
-    gemm(Trans::yes, Trans::no, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in);
+  if (dx != nullptr) dx_product(false, dx, dy, w, rows, in, out, w_in_out, dx_accumulate);
+  dw_product(false, dw, x, dy, rows, in, out, w_in_out);
   if (db != nullptr) column_sum(db, dy, rows, out);
 }
 
@@ -244,26 +266,19 @@ std::size_t linear_bf16_scratch(std::size_t rows, std::size_t in, std::size_t ou
   return rows * in + rows * out + in * out;
 }
 
-// The products of linear_forward/backward on bf16 copies of their operands: the
-// scratch holds x | dy | w rounded to bf16, each converted once per call.
+// The same layer on bf16 copies of the products' operands: the scratch holds
+// x | dy | w rounded to bf16, each converted once per call.
 void linear_forward_bf16(float* y, const float* x, const float* w, const float* b, std::size_t rows,
                          std::size_t in, std::size_t out, bool w_in_out, bool accumulate,
                          std::uint16_t* scratch) {
   if (rows == 0 || out == 0) return;
-  if (b != nullptr) {
-    bias_rows_kernel<<<matrix_grid(rows, out), kThreads, 0, cu_stream()>>>(y, b, rows, out,
-                                                                           accumulate);
-    check_launch("linear_forward_bf16 (bias)");
-  }
+  if (b != nullptr) bias_rows(y, b, rows, out, accumulate);
   std::uint16_t* x16 = scratch;
   std::uint16_t* w16 = scratch + rows * in + rows * out;
   to_bf16(x16, x, rows * in);
   to_bf16(w16, w, in * out);
   const float beta = b != nullptr || accumulate ? 1.0f : 0.0f;
-  if (w_in_out)
-    gemm_bf16(Trans::no, Trans::no, rows, out, in, 1.0f, x16, in, w16, out, beta, y, out);
-  else
-    gemm_bf16(Trans::no, Trans::yes, rows, out, in, 1.0f, x16, in, w16, in, beta, y, out);
+  forward_product(true, y, x16, w16, rows, in, out, w_in_out, beta);
 }
 
 void linear_backward_bf16(float* dx, float* dw, float* db, const float* dy, const float* x,
@@ -273,19 +288,12 @@ void linear_backward_bf16(float* dx, float* dw, float* db, const float* dy, cons
   std::uint16_t* dy16 = scratch + rows * in;
   std::uint16_t* w16 = dy16 + rows * out;
   to_bf16(dy16, dy, rows * out);
-  const float beta_x = dx_accumulate ? 1.0f : 0.0f;
   if (dx != nullptr) {
     to_bf16(w16, w, in * out);
-    if (w_in_out)
-      gemm_bf16(Trans::no, Trans::yes, rows, in, out, 1.0f, dy16, out, w16, out, beta_x, dx, in);
-    else
-      gemm_bf16(Trans::no, Trans::no, rows, in, out, 1.0f, dy16, out, w16, in, beta_x, dx, in);
+    dx_product(true, dx, dy16, w16, rows, in, out, w_in_out, dx_accumulate);
   }
   to_bf16(x16, x, rows * in);
-  if (w_in_out)
-    gemm_bf16(Trans::yes, Trans::no, in, out, rows, 1.0f, x16, in, dy16, out, 1.0f, dw, out);
-  else
-    gemm_bf16(Trans::yes, Trans::no, out, in, rows, 1.0f, dy16, out, x16, in, 1.0f, dw, in);
+  dw_product(true, dw, x16, dy16, rows, in, out, w_in_out);
   if (db != nullptr) column_sum(db, dy, rows, out);
 }
 
