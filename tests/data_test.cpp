@@ -306,7 +306,7 @@ TEST(LoadData, MissingPathAndEmptyDataAreErrors) {
 
   fs::create_directories(dir / "nothing");
   options.path = dir / "nothing";
-  EXPECT_NE(error_of([&] { load_tokens(options); }).find("no files"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_tokens(options); }).find("no regular files"), std::string::npos);
 }
 
 // ---- Train/validation split ----

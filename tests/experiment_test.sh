@@ -46,14 +46,14 @@ check "default plan: two or more sizes, three projections" $?
 
 # Bad plans name the field.
 sed 's/"lr": 0.003/"lr": 0.003, "lr_typo": 1/' "$tmp/plan.json" >"$tmp/bad1.json"
-refused "unknown field named" "lr_typo: unknown field" -- \
+refused "unknown field named" 'field "lr_typo": unknown field' -- \
   "$whtlm" experiment --config "$tmp/bad1.json" --out "$tmp/bad"
 sed 's/"d_model": 64, "heads": 2, "context": 64, "seeds": 2/"d_model": 66, "heads": 2, "context": 64/' \
   "$tmp/plan.json" >"$tmp/bad2.json"
-refused "size without a Hadamard width refused" "sizes.a: .*d_model" -- \
+refused "size without a Hadamard width refused" "sizes.a.heads: .*d_model" -- \
   "$whtlm" experiment --config "$tmp/bad2.json" --out "$tmp/bad"
 echo '{"tokens": "many"}' >"$tmp/bad3.json"
-refused "wrong type named" "tokens: wrong type" -- \
+refused "wrong type named" 'field "tokens": expected an integer' -- \
   "$whtlm" experiment --config "$tmp/bad3.json" --out "$tmp/bad"
 refused "missing config file named" "nofile.json" -- \
   "$whtlm" experiment --config "$tmp/nofile.json" --out "$tmp/bad"

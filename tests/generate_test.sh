@@ -72,7 +72,7 @@ head -c 6 "$tmp/stream" | grep -q "In the"; check "stream starts with the prompt
 long=$($py -c "print('x' * 300)")
 refused "prompt longer than the context" "longer than the model's context of 256" -- \
   "$whtlm" generate --checkpoint "$run" --prompt "$long"
-refused "empty prompt" "prompt 1 is empty" -- "$whtlm" generate --checkpoint "$run" --prompt-tokens ""
+refused "empty prompt" "--prompt-tokens: no token ids given" -- "$whtlm" generate --checkpoint "$run" --prompt-tokens ""
 printf 'a\n\nb\n' >"$tmp/empty.txt"
 refused "empty line in a prompts file" "empty.txt line 2: empty prompt" -- \
   "$whtlm" generate --checkpoint "$run" --prompts "$tmp/empty.txt"
@@ -80,7 +80,7 @@ cp -r "$run" "$tmp/bert"
 sed -i 's/"model_type": "llama"/"model_type": "bert"/' "$tmp/bert/config.json"
 refused "unknown checkpoint layout" 'field "model_type"' -- "$whtlm" generate --checkpoint "$tmp/bert" --prompt hi
 refused "missing checkpoint" "$tmp/none" -- "$whtlm" generate --checkpoint "$tmp/none" --prompt hi
-refused "token outside the vocabulary" "outside the vocabulary" -- \
+refused "token outside the vocabulary" "--prompt-tokens item 2: 300 is too large" -- \
   "$whtlm" generate --checkpoint "$run" --prompt-tokens 5,300
 refused "two prompt sources" "exactly one of" -- \
   "$whtlm" generate --checkpoint "$run" --prompt a --prompt-tokens 1

@@ -182,7 +182,7 @@ refused_all "missing tokenizer" "nowhere" "no such file" -- "$whtlm" tokenizer i
 refused_all "id outside the vocabulary" "256" "position 1" -- \
   bash -c "echo '1 256' | '$whtlm' tokenizer decode --tokenizer byte"
 refused_all "not an id" "'x1'" -- bash -c "echo '1 x1' | '$whtlm' tokenizer decode --tokenizer byte"
-refused_all "vocabulary too small" "vocab_size 100" -- \
+refused_all "vocabulary too small" "--vocab: 100 is too small" -- \
   "$whtlm" tokenizer train --vocab 100 --data "$tmp/small.txt" --out "$tmp/x.json"
 [ ! -e "$tmp/x.json" ]; check "nothing written for a refused training" $?
 

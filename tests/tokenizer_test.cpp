@@ -601,8 +601,11 @@ TEST(TokenizerFiles, MalformedJsonGivesClearErrors) {
   j["model"]["vocab"]["extra"] = 7;  // id 7 twice
   expect_json_error(j, {"model.vocab", "duplicate id 7"});
   j = base_json();
-  j["model"]["vocab"]["extra"] = j["model"]["vocab"].size() + 5;
-  expect_json_error(j, {"model.vocab", "no token has id"});
+  j["model"]["vocab"]["extra"] = j["model"]["vocab"].size() + 5;  // a gap: refused before sizing
+  expect_json_error(j, {"model.vocab", "'extra'", "without gaps"});
+  j = base_json();
+  j["model"]["vocab"]["extra"] = 1 << 26;  // one huge id in a small file: no 2^26-entry table
+  expect_json_error(j, {"model.vocab", "67108864", "without gaps"});
   j = base_json();
   j["model"]["vocab"]["extra"] = "seven";
   expect_json_error(j, {"model.vocab", "'extra'"});

@@ -85,7 +85,7 @@ check "weights after SIGKILL + resume identical to the uninterrupted run" $?
 
 # Bad input.
 refused "existing run folder" "already holds a run" -- "$whtlm" train "${small[@]}" --steps 2 --out "$tmp/run"
-refused "wht with an unsupported width names d_model" "d_model" -- \
+refused "wht with an unsupported width names --d-model" "--d-model" -- \
   "$whtlm" train --proj wht --d-model 100 --heads 2 --steps 2 --out "$tmp/x1"
 [ ! -e "$tmp/x1" ]; check "nothing created for a refused run" $?
 refused "unknown preset" "unknown preset 'huge'" -- "$whtlm" train --preset huge --steps 1 --out "$tmp/x2"

@@ -22,7 +22,7 @@ namespace {
 struct FwhtArgs {
   perf::FwhtSweepOptions sweep;
   std::vector<int> threads;
-  bool no_dense = false;
+  bool no_dense = false, force = false;
   std::string json;
 };
 
@@ -30,34 +30,14 @@ nlohmann::json summary_json(const perf::Summary& s) {
   return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
 }
 
-// --json FILE: the stream to write JSON lines to ('-': stdout; none: json = nullptr).
-std::unique_ptr<std::ofstream> open_json(const std::string& path, std::ostream*& json) {
-  std::unique_ptr<std::ofstream> file;
-  json = nullptr;
-  if (path.empty()) return file;
-  if (path == "-") {
-    json = &std::cout;
-    return file;
-  }
-  file = std::make_unique<std::ofstream>(path);
-  if (!*file) throw std::runtime_error("--json: cannot open '" + path + "' for writing");
-  json = file.get();
-  return file;
-}
-
 void run_fwht(const FwhtArgs& a) {
-  for (std::size_t n : a.sweep.sizes) check_hadamard_size(n);
-  for (std::size_t r : a.sweep.rows)
-    if (r == 0) throw std::invalid_argument("--rows: a batch needs at least one row");
-  for (double mib : a.sweep.batch_mib)
-    if (!(mib > 0)) throw std::invalid_argument("--batch-mib: sizes must be positive");
-  if (a.sweep.repetitions < 1) throw std::invalid_argument("--reps must be at least 1");
-  if (!(a.sweep.min_seconds > 0)) throw std::invalid_argument("--min-time must be positive");
-  for (int th : a.threads)
-    if (th < 1) throw std::invalid_argument("--threads: counts must be at least 1");
-
+  for (std::size_t n : a.sweep.sizes) try {
+      check_hadamard_size(n);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("--sizes: ") + e.what());
+    }
   std::ostream* json = nullptr;
-  const auto file = open_json(a.json, json);
+  const auto file = open_json(a.json, a.force, json);
 
   std::fprintf(stderr, "whtlm bench fwht: kernels %s, blas %s\n", isa_name(detected_isa()),
                blas_description().c_str());
@@ -126,12 +106,12 @@ void run_fwht(const FwhtArgs& a) {
 struct TrainArgs {
   perf::TrainBenchOptions o;
   std::string json, device = "cpu", precision = "fp32";
+  bool force = false;
 };
 
 void run_train(const TrainArgs& a) {
-  if (a.o.threads < 0) throw std::invalid_argument("--threads must be >= 0");
   std::ostream* json = nullptr;
-  const auto file = open_json(a.json, json);
+  const auto file = open_json(a.json, a.force, json);
   perf::TrainBenchOptions o = a.o;
   o.device = parse_device(a.device);
   o.precision = parse_precision(a.precision);
@@ -203,12 +183,12 @@ void run_train(const TrainArgs& a) {
 struct InferArgs {
   perf::InferBenchOptions o;
   std::string json, device = "cpu", precision = "fp32";
+  bool force = false;
 };
 
 void run_infer(const InferArgs& a) {
-  if (a.o.threads < 0) throw std::invalid_argument("--threads must be >= 0");
   std::ostream* json = nullptr;
-  const auto file = open_json(a.json, json);
+  const auto file = open_json(a.json, a.force, json);
   perf::InferBenchOptions o = a.o;
   o.device = parse_device(a.device);
   o.precision = parse_precision(a.precision);
@@ -267,21 +247,29 @@ void add_bench_command(CLI::App& app) {
       "fwht", "Hadamard transform vs memcpy and vs the dense projection it replaces");
   f->add_option("--sizes", a->sweep.sizes, "Transform lengths n")
       ->delimiter(',')
+      ->check(bounded(limits::hadamard_size))
       ->capture_default_str();
   f->add_option("--rows", a->sweep.rows, "Batch sizes (rows per call)")
       ->delimiter(',')
+      ->check(bounded(limits::rows))
       ->capture_default_str();
   f->add_option("--batch-mib", a->sweep.batch_mib,
                 "Also run batches of this many MiB per size (e.g. 16,256: in and out of cache)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(bounded(limits::batch_mib));
   f->add_option("--threads", a->threads, "Thread counts to run (default: all cores)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(bounded(limits::thread_count));
   f->add_option("--reps", a->sweep.repetitions, "Interleaved rounds per case (medians)")
+      ->check(bounded(limits::repetitions))
       ->capture_default_str();
   f->add_option("--min-time", a->sweep.min_seconds, "Seconds each timed sample lasts at least")
+      ->check(bounded(limits::min_seconds))
       ->capture_default_str();
   f->add_flag("--no-dense", a->no_dense, "Skip the dense sgemm comparison");
-  f->add_option("--json", a->json, "Also write JSON lines, one per case, to FILE ('-': stdout)");
+  f->add_option("--json", a->json,
+                "Also write JSON lines, one per case, to a new FILE ('-': stdout)");
+  f->add_flag("--force", a->force, "Replace the --json file if it exists");
   f->callback([a] { run_fwht(*a); });
 
   auto ta = std::make_shared<TrainArgs>();
@@ -293,16 +281,26 @@ void add_bench_command(CLI::App& app) {
   tr->add_option("--proj", ta->o.projections, "Output projections to measure")
       ->delimiter(',')
       ->capture_default_str();
-  tr->add_option("--batch", ta->o.batch, "Sequences per step")->capture_default_str();
-  tr->add_option("--seq", ta->o.seq, "Tokens per sequence")->capture_default_str();
+  tr->add_option("--batch", ta->o.batch, "Sequences per step")
+      ->check(bounded(limits::batch))
+      ->capture_default_str();
+  tr->add_option("--seq", ta->o.seq, "Tokens per sequence")
+      ->check(bounded(limits::seq))
+      ->capture_default_str();
   tr->add_option("--vocab", ta->o.vocab, "Vocabulary size of the random tokens")
+      ->check(bounded(limits::vocab_size))
       ->capture_default_str();
-  tr->add_option("--threads", ta->o.threads, "Threads (default: all cores)");
+  add_threads_option(tr, &ta->o.threads);
   add_device_options(tr, &ta->device, &ta->precision);
-  tr->add_option("--reps", ta->o.repetitions, "Rounds (medians over them)")->capture_default_str();
-  tr->add_option("--steps", ta->o.steps, "Optimizer steps per round and projection")
+  tr->add_option("--reps", ta->o.repetitions, "Rounds (medians over them)")
+      ->check(bounded(limits::repetitions))
       ->capture_default_str();
-  tr->add_option("--json", ta->json, "Also write JSON lines, one per measurement ('-': stdout)");
+  tr->add_option("--steps", ta->o.steps, "Optimizer steps per round and projection")
+      ->check(bounded(limits::bench_steps))
+      ->capture_default_str();
+  tr->add_option("--json", ta->json,
+                 "Also write JSON lines, one per measurement, to a new FILE ('-': stdout)");
+  tr->add_flag("--force", ta->force, "Replace the --json file if it exists");
   tr->callback([ta] { run_train(*ta); });
 
   auto ia = std::make_shared<InferArgs>();
@@ -314,23 +312,38 @@ void add_bench_command(CLI::App& app) {
   inf->add_option("--proj", ia->o.projections, "Output projections")
       ->delimiter(',')
       ->capture_default_str();
-  inf->add_option("--batch", ia->o.batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  inf->add_option("--batch", ia->o.batches, "Batch sizes")
+      ->delimiter(',')
+      ->check(bounded(limits::batch))
+      ->capture_default_str();
   inf->add_option("--prompt", ia->o.prompts, "Prompt lengths")
       ->delimiter(',')
+      ->check(bounded(limits::seq))
       ->capture_default_str();
-  inf->add_option("--decode", ia->o.decode, "Decode steps per measurement")->capture_default_str();
-  inf->add_option("--vocab", ia->o.vocab, "Vocabulary size")->capture_default_str();
+  inf->add_option("--decode", ia->o.decode, "Decode steps per measurement")
+      ->check(bounded(limits::decode_steps))
+      ->capture_default_str();
+  inf->add_option("--vocab", ia->o.vocab, "Vocabulary size")
+      ->check(bounded(limits::vocab_size))
+      ->capture_default_str();
   inf->add_option("--context", ia->o.context,
-                  "Context length for every preset (default: each preset's own)");
-  inf->add_option("--threads", ia->o.threads, "Threads (default: all cores)");
+                  "Context length for every preset (default: each preset's own)")
+      ->check(bounded(limits::bench_context));
+  add_threads_option(inf, &ia->o.threads);
   add_device_options(inf, &ia->device, &ia->precision);
-  inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")->capture_default_str();
+  inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")
+      ->check(bounded(limits::repetitions))
+      ->capture_default_str();
   inf->add_option("--max-prefill-tokens", ia->o.max_prefill_tokens,
                   "Skip cases with more batch x prompt tokens")
+      ->check(bounded(limits::max_prefill_tokens))
       ->capture_default_str();
   inf->add_option("--max-kv-gib", ia->o.max_kv_gib, "Skip cases whose KV cache is larger")
+      ->check(bounded(limits::max_kv_gib))
       ->capture_default_str();
-  inf->add_option("--json", ia->json, "Also write JSON lines, one per measurement ('-': stdout)");
+  inf->add_option("--json", ia->json,
+                  "Also write JSON lines, one per measurement, to a new FILE ('-': stdout)");
+  inf->add_flag("--force", ia->force, "Replace the --json file if it exists");
   inf->callback([ia] { run_infer(*ia); });
 }
 

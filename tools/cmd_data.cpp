@@ -29,15 +29,17 @@ void add_data_command(CLI::App& app) {
                    "built-in corpus)");
   prep->add_option("--out", o->out, "Folder to write (new or empty)")->required();
   prep->add_option("--val-fraction", o->val_fraction, "Share of the tokens held out")
+      ->check(bounded(limits::val_fraction))
       ->capture_default_str();
   prep->add_option("--chunk-tokens", o->chunk_tokens, "Granularity of the split, in tokens")
+      ->check(bounded(limits::chunk_tokens))
       ->capture_default_str();
   prep->add_option("--shard-tokens", o->shard_tokens, "Tokens per shard at most")
+      ->check(bounded(limits::shard_tokens))
       ->capture_default_str();
-  prep->add_option("--threads", *threads, "Threads (default: all cores)");
+  add_threads_option(prep, threads.get());
   prep->callback([o, threads] {
-    if (*threads < 0) throw std::invalid_argument("--threads must be >= 0");
-    set_num_threads(*threads > 0 ? *threads : available_cores());
+    use_threads(*threads);
     data::PrepareOptions opt = *o;
     const bool tty = isatty(STDERR_FILENO) != 0;
     opt.progress = [tty](double f) {

@@ -28,7 +28,8 @@ std::string& recorded_command() {
 struct ExperimentArgs {
   std::string out = "runs/experiment", config, data, tokenizer;
   double scale = 1;
-  int threads = -1;
+  int threads = 0;
+  CLI::Option* threads_opt = nullptr;
   bool quick = false, print_config = false, no_bench = false, quiet = false;
 };
 
@@ -52,7 +53,7 @@ void run_experiment(const ExperimentArgs& a) {
   const tok::Tokenizer t = data::data_tokenizer(plan.data);
   if (!t.is_bytes())
     for (experiment::Size& s : plan.sizes) s.model.vocab_size = t.vocab_size();
-  if (a.threads >= 0) plan.threads = a.threads;
+  if (a.threads_opt->count() > 0) plan.threads = a.threads;
   experiment::validate(plan);
   if (a.print_config) {
     std::cout << experiment::plan_to_json(plan);
@@ -84,11 +85,14 @@ void run_experiment(const ExperimentArgs& a) {
 struct ReportArgs {
   std::vector<std::string> inputs;
   std::string out;
+  bool force = false;
 };
 
 void run_report(const ReportArgs& a) {
   std::string out = a.out;
+  bool own_folder = false;  // an experiment's report/ is whtlm's to rewrite
   if (out.empty()) {
+    own_folder = true;
     if (a.inputs.size() != 1 || !fs::exists(fs::path(a.inputs[0]) / "experiment.json"))
       throw std::invalid_argument(
           "--out is needed unless the only input is an experiment folder (then its report/ "
@@ -99,6 +103,7 @@ void run_report(const ReportArgs& a) {
   for (const std::string& w : data.warnings) std::fprintf(stderr, "whtlm report: %s\n", w.c_str());
   report::WriteOptions w;
   w.out_dir = out;
+  w.force = a.force || own_folder;
   w.command_line = command_line();
   w.commit = report::build_commit();
   const report::Written written = report::write(data, w);
@@ -133,6 +138,7 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_flag("--quick", a->quick, "A first look in about 2 minutes (smaller, shorter runs)");
   cmd->add_option("--scale", a->scale,
                   "Train on this many times the plan's tokens (>= 1), for longer runs")
+      ->check(bounded(limits::scale))
       ->capture_default_str();
   cmd->add_option("--config", a->config,
                   "A JSON plan (sizes, projections, tokens, batch, seq, lr, bench, ...); "
@@ -144,7 +150,7 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--tokenizer", a->tokenizer,
                   "How text is tokenized: byte (default), a tokenizer.json, or a folder with "
                   "GPT-2's files; the models' vocabulary follows it");
-  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  a->threads_opt = add_threads_option(cmd, &a->threads);
   cmd->add_flag("--no-bench", a->no_bench, "Skip the inference sweep");
   cmd->add_flag("--quiet", a->quiet, "Less progress output");
   cmd->callback([a] { run_experiment(*a); });
@@ -160,7 +166,11 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("inputs", a->inputs, "Experiment folders, run folders or bench JSON files")
       ->required();
   cmd->add_option("--out", a->out,
-                  "Report folder (default: INPUT/report when the only input is an experiment)");
+                  "Report folder (default: INPUT/report when the only input is an experiment); "
+                  "new, empty or holding an earlier report");
+  cmd->add_flag("--force", a->force,
+                "Write the report into an --out folder that holds other files (its index.html, "
+                "report.md and figures/ are replaced)");
   cmd->callback([a] { run_report(*a); });
 }
 

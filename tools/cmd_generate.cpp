@@ -1,7 +1,6 @@
 // `whtlm generate`: argument parsing, the byte-level tokenizer at the edges, and
 // output; prefill, decoding and sampling are in the library (include/whtlm/infer.hpp).
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -13,6 +12,7 @@
 #include "whtlm/checkpoint.hpp"
 #include "whtlm/data.hpp"
 #include "whtlm/infer.hpp"
+#include "whtlm/io.hpp"
 #include "whtlm/threads.hpp"
 #include "whtlm/tokenizer.hpp"
 
@@ -28,20 +28,18 @@ struct GenerateArgs {
   CLI::Option *prompt_opt = nullptr, *prompts_opt = nullptr, *tokens_opt = nullptr;
 };
 
-std::vector<std::int32_t> parse_tokens(const std::string& list) {
+// "12,7,300" -> ids, each checked against the model's vocabulary (a value such as
+// 4294967296 or -1 is refused, not wrapped into some other token).
+std::vector<std::int32_t> parse_tokens(const std::string& list, int vocab_size) {
+  const std::string note = "the model's vocabulary has " + std::to_string(vocab_size) + " tokens";
+  const Bound id{0, double(vocab_size - 1), true, false, false, note.c_str()};
   std::vector<std::int32_t> out;
   std::stringstream ss(list);
   std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      std::size_t used = 0;
-      const long v = std::stol(item, &used);
-      if (used != item.size()) throw std::invalid_argument(item);
-      out.push_back(static_cast<std::int32_t>(v));
-    } catch (const std::exception&) {
-      throw std::invalid_argument("--prompt-tokens: '" + item + "' is not a token id");
-    }
-  }
+  while (std::getline(ss, item, ','))
+    out.push_back(static_cast<std::int32_t>(
+        parse_bounded(id, item, "--prompt-tokens item " + std::to_string(out.size() + 1))));
+  if (out.empty()) throw std::invalid_argument("--prompt-tokens: no token ids given");
   return out;
 }
 
@@ -53,15 +51,23 @@ std::string text_of(const std::vector<std::int32_t>& tokens, const tok::Tokenize
   return s;
 }
 
+// Bytes to stdout as they are (a token may be a NUL byte; printf("%s") would stop there).
+void write_out(const std::string& bytes) {
+  if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size())
+    throw std::runtime_error("stdout: write error");
+}
+
 void run(const GenerateArgs& a) {
   const std::size_t given = a.prompt_opt->count() + a.prompts_opt->count() + a.tokens_opt->count();
   if (given != 1)
     throw std::invalid_argument("give exactly one of --prompt, --prompts and --prompt-tokens");
-  if (a.batch < 1) throw std::invalid_argument("--batch must be at least 1");
-  if (a.threads < 0) throw std::invalid_argument("--threads must be >= 0");
-  set_num_threads(a.threads > 0 ? a.threads : available_cores());
+  use_threads(a.threads);
   auto model = load_model(a.checkpoint, parse_device(a.device), parse_precision(a.precision));
   const ModelConfig& c = model->config();
+  if (a.o.eos_token >= c.vocab_size)
+    throw std::invalid_argument("--eos " + std::to_string(a.o.eos_token) +
+                                " is outside the model's vocabulary of " +
+                                std::to_string(c.vocab_size) + " tokens (-1: none)");
   // The checkpoint's tokenizer.json (or --tokenizer); without one, a vocabulary of 256
   // is byte-level and any other takes token ids only.
   const std::string spec = a.tokenizer.empty() ? checkpoint_tokenizer(a.checkpoint) : a.tokenizer;
@@ -76,7 +82,7 @@ void run(const GenerateArgs& a) {
   std::vector<std::string> texts;
   std::vector<std::vector<std::int32_t>> prompts;
   if (a.tokens_opt->count() > 0) {
-    prompts.push_back(parse_tokens(a.prompt_tokens));
+    prompts.push_back(parse_tokens(a.prompt_tokens, c.vocab_size));
     texts.push_back(a.prompt_tokens);
   } else {
     if (t == nullptr)
@@ -86,8 +92,8 @@ void run(const GenerateArgs& a) {
     if (a.prompt_opt->count() > 0) {
       texts.push_back(a.prompt);
     } else {
-      std::ifstream in(a.prompts_file);
-      if (!in) throw std::runtime_error(a.prompts_file + ": cannot open");
+      // A regular file of bounded size (a FIFO or /dev/zero is refused, not waited on).
+      std::istringstream in(io::read_file(a.prompts_file));
       std::string line;
       for (int n = 1; std::getline(in, line); ++n) {
         if (line.empty())
@@ -102,16 +108,20 @@ void run(const GenerateArgs& a) {
   // A file of prompts always gives JSON lines; one prompt streams unless --json.
   const bool json = a.json || a.prompts_opt->count() > 0;
   const bool stream = !json && prompts.size() == 1;
-  if (stream) std::printf("%s", texts[0].c_str());
+  if (stream) write_out(texts[0]);
   GenerateStats total;
   for (std::size_t first = 0; first < prompts.size(); first += std::size_t(a.batch)) {
     const std::size_t n = std::min(prompts.size() - first, std::size_t(a.batch));
     const std::vector<std::vector<std::int32_t>> group(prompts.begin() + std::ptrdiff_t(first),
                                                        prompts.begin() + std::ptrdiff_t(first + n));
     GenerateStats st;
-    const auto results = generate(*model, group, a.o, &st, [&](int, std::int32_t token) {
+    // Sequence numbers continue across groups, so prompt i samples the same tokens
+    // whatever --batch splits the prompts into.
+    GenerateOptions o = a.o;
+    o.first_sequence = first;
+    const auto results = generate(*model, group, o, &st, [&](int, std::int32_t token) {
       if (!stream) return;
-      std::printf("%s", text_of({token}, t).c_str());
+      write_out(text_of({token}, t));
       std::fflush(stdout);
     });
     total.prefill_seconds += st.prefill_seconds;
@@ -135,7 +145,7 @@ void run(const GenerateArgs& a) {
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
   }
-  if (stream) std::printf("\n");
+  if (stream) write_out("\n");
   std::fflush(stdout);
   std::fprintf(stderr,
                "whtlm generate: prefill %zu tokens in %.3f s (%.0f tokens/s), decode %zu tokens "
@@ -163,23 +173,34 @@ void add_generate_command(CLI::App& app) {
   a->tokens_opt =
       cmd->add_option("--prompt-tokens", a->prompt_tokens,
                       "One prompt as token ids, comma-separated (for non-byte vocabularies)");
-  cmd->add_option("--max-new-tokens", a->o.max_new_tokens, "Tokens to generate per prompt")
+  cmd->add_option("--max-new-tokens", a->o.max_new_tokens,
+                  "Tokens to generate per prompt (the context bounds it)")
+      ->check(bounded(limits::max_new_tokens))
       ->capture_default_str();
   cmd->add_option("--temperature", a->o.sampling.temperature, "Sampling temperature; 0: greedy")
+      ->check(bounded(limits::temperature))
       ->capture_default_str();
   cmd->add_option("--top-k", a->o.sampling.top_k, "Sample among the k most likely (0: off)")
+      ->check(bounded(limits::top_k))
       ->capture_default_str();
   cmd->add_option("--top-p", a->o.sampling.top_p,
                   "Sample among the most likely tokens holding this probability (1: off)")
+      ->check(bounded(limits::top_p))
       ->capture_default_str();
   cmd->add_option("--repetition-penalty", a->o.sampling.repetition_penalty,
                   "Penalise tokens already present (1: off)")
+      ->check(bounded(limits::repetition_penalty))
       ->capture_default_str();
-  cmd->add_option("--seed", a->o.sampling.seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--seed", a->o.sampling.seed, "Sampling seed")
+      ->check(bounded(limits::seed))
+      ->capture_default_str();
   cmd->add_option("--eos", a->o.eos_token, "Stop a sequence at this token id (-1: none)")
+      ->check(bounded(limits::eos))
       ->capture_default_str();
-  cmd->add_option("--batch", a->batch, "Prompts generated together")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_option("--batch", a->batch, "Prompts generated together")
+      ->check(bounded(limits::gen_batch))
+      ->capture_default_str();
+  add_threads_option(cmd, &a->threads);
   add_device_options(cmd, &a->device, &a->precision);
   cmd->add_flag("--json", a->json, "One JSON line per prompt");
   cmd->callback([a] { run(*a); });

@@ -10,16 +10,6 @@
 
 namespace whtlm::cli {
 
-void add_device_options(CLI::App* cmd, std::string* device, std::string* precision) {
-  cmd->add_option("--device", *device, "Where the model runs: cpu, or cuda (an NVIDIA GPU)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  cmd->add_option("--precision", *precision,
-                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
-}
-
 void add_info_command(CLI::App& app) {
   auto* cmd =
       app.add_subcommand("info", "Show the kernels, BLAS, threads and GPU this machine uses");
@@ -31,6 +21,8 @@ void add_info_command(CLI::App& app) {
     std::printf(")\n");
     std::printf("blas: %s\n", blas_description().c_str());
     std::printf("threads: %d (cores available: %d)\n", num_threads(), available_cores());
+    std::printf("memory available: %.2f GiB (what plans are checked against before allocating)\n",
+                double(memory_available_bytes()) / (1024.0 * 1024 * 1024));
     std::printf("cuda backend: %s\n", cuda_build_description().c_str());
     std::string why;
     if (device_usable(Device::cuda, &why))

@@ -97,10 +97,8 @@ std::vector<std::string> expand_presets(const std::vector<std::string>& names) {
 
 // Everything is computed (and so validated) before anything is printed.
 std::vector<PresetReport> build_reports(const ParamsArgs& a) {
-  if (a.vocab < 1)
-    throw std::invalid_argument("--vocab must be at least 1, got " + std::to_string(a.vocab));
-  if (a.seq && *a.seq < 1)
-    throw std::invalid_argument("--seq must be at least 1, got " + std::to_string(*a.seq));
+  check_bound(limits::vocab_size, a.vocab, "--vocab");
+  if (a.seq) check_bound(limits::seq, *a.seq, "--seq");
   const std::vector<Projection> projections = parse_projections(a.projections);
   std::vector<PresetReport> reports;
   for (const std::string& name : expand_presets(a.presets)) {
@@ -109,6 +107,10 @@ std::vector<PresetReport> build_reports(const ParamsArgs& a) {
     PresetReport r;
     r.name = name;
     r.seq = a.seq.value_or(base.max_seq);
+    if (r.seq > base.max_seq)
+      throw std::invalid_argument("--seq " + std::to_string(r.seq) +
+                                  " is longer than the context of preset '" + name + "' (" +
+                                  std::to_string(base.max_seq) + ")");
     try {
       base.projection = Projection::dense;
       r.dense = compute(base, r.seq);
@@ -334,9 +336,12 @@ void add_params_command(CLI::App& app) {
                   "several)")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--vocab", a->vocab, "Vocabulary size (256: byte-level)")->capture_default_str();
+  cmd->add_option("--vocab", a->vocab, "Vocabulary size (256: byte-level)")
+      ->check(bounded(limits::vocab_size))
+      ->capture_default_str();
   cmd->add_option("--seq", a->seq,
-                  "Training context for the FLOPs (default: the preset's context; at most that)");
+                  "Training context for the FLOPs (default: the preset's context; at most that)")
+      ->check(bounded(limits::seq));
   cmd->add_flag("--json", a->json,
                 "Print JSON lines instead, one per preset and projection (exact integer counts; "
                 "reductions vs dense as fractions)");

@@ -17,6 +17,7 @@
 #include "commands.hpp"
 #include "table.hpp"
 #include "whtlm/data.hpp"
+#include "whtlm/device.hpp"
 #include "whtlm/perf.hpp"
 #include "whtlm/threads.hpp"
 #include "whtlm/tokenizer.hpp"
@@ -28,11 +29,27 @@ constexpr const char* kTokenizerHelp =
     "Tokenizer: \"byte\", a tokenizer.json, or a folder holding tokenizer.json or GPT-2's "
     "encoder.json + vocab.bpe (or vocab.json + merges.txt)";
 
+// All of stdin, up to 512 MiB and what memory allows (the ids take 4 bytes a token
+// beside the text), checked as it grows, so an endless input such as /dev/zero ends
+// with a message.
+constexpr std::size_t kMaxStdinBytes = std::size_t{512} << 20;
 std::string read_stdin() {
   std::string text;
   char buf[1 << 16];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) text.append(buf, n);
+  std::size_t n, next_check = std::size_t{16} << 20;
+  while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) {
+    text.append(buf, n);
+    if (text.size() >= next_check) {
+      next_check += std::size_t{16} << 20;
+      const double room = double(memory_available_bytes());
+      if (8.0 * double(text.size()) > room || text.size() > kMaxStdinBytes)
+        throw std::runtime_error("stdin: " + std::to_string(text.size()) +
+                                 " bytes read and more coming: more than whtlm takes on stdin "
+                                 "(512 MiB, and 1/8 of the " +
+                                 std::to_string(static_cast<long long>(room / 1048576)) +
+                                 " MiB of memory available); give the text in parts");
+    }
+  }
   if (std::ferror(stdin)) throw std::runtime_error("stdin: read error");
   return text;
 }
@@ -95,26 +112,29 @@ std::vector<std::int32_t> parse_ids(std::string_view in) {
   return ids;
 }
 
-void use_threads(int threads) {
-  if (threads < 0) throw std::invalid_argument("--threads must be >= 0");
-  set_num_threads(threads > 0 ? threads : available_cores());
-}
-
 struct TrainArgs {
   int vocab = 8192, threads = 0;
   std::string data, out;
   std::vector<std::string> specials{"<|endoftext|>"};
-  bool no_special = false, quiet = false;
+  bool no_special = false, quiet = false, force = false;
   std::uint64_t min_frequency = 2;
 };
 
 void run_train(const TrainArgs& a) {
+  check_new_file("--out", a.out, a.force);
   use_threads(a.threads);
   const std::string path = a.data.empty() ? data::default_corpus_path() : a.data;
   const std::string text = tok::read_text(path);
+  if (text.empty()) throw std::invalid_argument(path + ": no text to learn a tokenizer from");
   tok::BpeTrainOptions o;
   o.vocab_size = a.vocab;
   o.special_tokens = a.no_special ? std::vector<std::string>{} : a.specials;
+  for (std::size_t i = 0; i < o.special_tokens.size(); ++i) {
+    if (o.special_tokens[i].empty()) throw std::invalid_argument("--special: a token is empty");
+    for (std::size_t k = 0; k < i; ++k)
+      if (o.special_tokens[k] == o.special_tokens[i])
+        throw std::invalid_argument("--special: '" + o.special_tokens[i] + "' is given twice");
+  }
   o.min_frequency = a.min_frequency;
   const bool tty = isatty(STDERR_FILENO) != 0;
   if (!a.quiet)
@@ -227,9 +247,11 @@ void run_info(const InfoArgs& a) {
 
 struct ConvertArgs {
   std::string tokenizer, out;
+  bool force = false;
 };
 
 void run_convert(const ConvertArgs& a) {
+  check_new_file("--out", a.out, a.force);
   const tok::Tokenizer t = tok::load_tokenizer(a.tokenizer);
   t.save(a.out);
   std::fprintf(stderr, "whtlm tokenizer convert: %s -> %s\n", t.describe().c_str(), a.out.c_str());
@@ -239,21 +261,12 @@ struct BenchArgs {
   std::string tokenizer, data, json;
   std::vector<int> threads{1, 2};
   int reps = 5;
+  bool force = false;
 };
 
 void run_bench(const BenchArgs& a) {
-  if (a.reps < 1) throw std::invalid_argument("--reps must be at least 1");
-  for (int th : a.threads)
-    if (th < 1) throw std::invalid_argument("--threads: counts must be at least 1");
-  std::unique_ptr<std::ofstream> file;
   std::ostream* json = nullptr;
-  if (a.json == "-") {
-    json = &std::cout;
-  } else if (!a.json.empty()) {
-    file = std::make_unique<std::ofstream>(a.json);
-    if (!*file) throw std::runtime_error("--json: cannot open '" + a.json + "' for writing");
-    json = file.get();
-  }
+  const auto file = open_json(a.json, a.force, json);
   const tok::Tokenizer t = tok::load_tokenizer(a.tokenizer);
   const std::string path = a.data.empty() ? data::default_corpus_path() : a.data;
   const std::string text = tok::read_text(path);
@@ -305,19 +318,22 @@ void add_tokenizer_command(CLI::App& app) {
   auto* train = cmd->add_subcommand(
       "train", "Learn a byte-level BPE tokenizer from text and save it as tokenizer.json");
   train->add_option("--vocab", ta->vocab, "Vocabulary size, byte tokens and specials included")
+      ->check(bounded(limits::bpe_vocab))
       ->capture_default_str();
   train->add_option("--data", ta->data,
                     "Training text: a file, or a folder of text files (default: the built-in "
                     "corpus)");
-  train->add_option("--out", ta->out, "The tokenizer.json to write")->required();
+  train->add_option("--out", ta->out, "The tokenizer.json to write (a new file)")->required();
+  train->add_flag("--force", ta->force, "Replace --out if it exists");
   train->add_option("--special", ta->specials, "Special tokens, appended last")
       ->capture_default_str();
   train->add_flag("--no-special", ta->no_special, "No special tokens");
   train
       ->add_option("--min-frequency", ta->min_frequency,
                    "Stop when the most frequent pair occurs fewer times")
+      ->check(bounded(limits::min_frequency))
       ->capture_default_str();
-  train->add_option("--threads", ta->threads, "Threads for counting words (default: all cores)");
+  add_threads_option(train, &ta->threads, "Threads for counting words (default: all cores)");
   train->add_flag("--quiet", ta->quiet, "No progress output");
   train->callback([ta] { run_train(*ta); });
 
@@ -331,7 +347,7 @@ void add_tokenizer_command(CLI::App& app) {
   enc->add_flag("--json", ea->json, "Write a JSON array instead");
   enc->add_flag("--jsonl", ea->jsonl,
                 "Input: one JSON string per line; output: one JSON array of ids per line");
-  enc->add_option("--threads", ea->threads, "Threads (default: all cores)");
+  add_threads_option(enc, &ea->threads);
   enc->add_flag("--time", ea->time, "Report bytes, tokens and MB/s on stderr");
   enc->callback([ea] { run_encode(*ea); });
 
@@ -352,7 +368,8 @@ void add_tokenizer_command(CLI::App& app) {
   auto* conv = cmd->add_subcommand(
       "convert", "Write a tokenizer (e.g. GPT-2's encoder.json + vocab.bpe) as tokenizer.json");
   conv->add_option("--tokenizer", ca->tokenizer, kTokenizerHelp)->required();
-  conv->add_option("--out", ca->out, "The tokenizer.json to write")->required();
+  conv->add_option("--out", ca->out, "The tokenizer.json to write (a new file)")->required();
+  conv->add_flag("--force", ca->force, "Replace --out if it exists");
   conv->callback([ca] { run_convert(*ca); });
 
   auto ba = std::make_shared<BenchArgs>();
@@ -364,9 +381,14 @@ void add_tokenizer_command(CLI::App& app) {
   bench->add_option("--data", ba->data, "Text to encode (default: the built-in corpus)");
   bench->add_option("--threads", ba->threads, "Thread counts")
       ->delimiter(',')
+      ->check(bounded(limits::thread_count))
       ->capture_default_str();
-  bench->add_option("--reps", ba->reps, "Rounds (medians over them)")->capture_default_str();
-  bench->add_option("--json", ba->json, "Also write JSON lines, one per measurement ('-': stdout)");
+  bench->add_option("--reps", ba->reps, "Rounds (medians over them)")
+      ->check(bounded(limits::repetitions))
+      ->capture_default_str();
+  bench->add_option("--json", ba->json,
+                    "Also write JSON lines, one per measurement, to a new FILE ('-': stdout)");
+  bench->add_flag("--force", ba->force, "Replace the --json file if it exists");
   bench->callback([ba] { run_bench(*ba); });
 }
 

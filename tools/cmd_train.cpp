@@ -2,7 +2,9 @@
 // evaluation live in the library (include/whtlm/train.hpp).
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -23,6 +25,8 @@ struct TrainArgs {
   std::int64_t stop_after = 0;
   double tokens = 0;
   bool quiet = false;
+  std::string on_nonfinite = "stop";
+  CLI::Option *on_nonfinite_opt = nullptr, *max_skips_opt = nullptr;
 };
 
 std::string preset_list() {
@@ -36,23 +40,47 @@ void add_model_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--proj", a.proj, "Attention output projection: dense, wht or identity")
       ->capture_default_str();
   cmd->add_option("--vocab", a.vocab,
-                  "Vocabulary size (default 256, byte-level; larger for token shards)");
-  cmd->add_option("--layers", a.layers, "Override the preset's number of layers");
-  cmd->add_option("--d-model", a.d_model, "Override the preset's width");
-  cmd->add_option("--heads", a.heads, "Override the preset's attention heads");
-  cmd->add_option("--kv-heads", a.kv_heads, "Override the key/value heads (llama)");
+                  "Vocabulary size (default 256, byte-level; larger for token shards)")
+      ->check(bounded(limits::vocab_size));
+  cmd->add_option("--layers", a.layers, "Override the preset's number of layers")
+      ->check(bounded(limits::n_layer));
+  cmd->add_option("--d-model", a.d_model, "Override the preset's width")
+      ->check(bounded(limits::d_model));
+  cmd->add_option("--heads", a.heads, "Override the preset's attention heads")
+      ->check(bounded(limits::n_head));
+  cmd->add_option("--kv-heads", a.kv_heads, "Override the key/value heads (llama)")
+      ->check(bounded(limits::n_head));
 }
 
-ModelConfig model_from(const TrainArgs& a) {
-  ModelConfig c = preset(a.preset);
-  c.projection = parse_projection(a.proj);
+// The model the options describe; a bad value is refused naming its option.
+ModelConfig model_from(const TrainArgs& a, bool exact_seq = false) {
+  ModelConfig c;
+  try {
+    c = preset(a.preset);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--preset: ") + e.what());
+  }
+  try {
+    c.projection = parse_projection(a.proj);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--proj: ") + e.what());
+  }
   if (a.vocab > 0) c.vocab_size = a.vocab;
   if (a.layers > 0) c.n_layer = a.layers;
   if (a.d_model > 0) c.d_model = a.d_model;
   if (a.heads > 0) c.n_head = c.n_kv_head = a.heads;
   if (a.kv_heads > 0) c.n_kv_head = a.kv_heads;
-  if (a.seq > c.max_seq) c.max_seq = a.seq;
-  c.validate();
+  if (a.seq > c.max_seq || (exact_seq && a.seq > 0)) c.max_seq = a.seq;
+  try {
+    c.validate();
+  } catch (const ConfigError& e) {
+    throw std::invalid_argument(renamed(e, {{"n_layer", "--layers"},
+                                            {"d_model", "--d-model"},
+                                            {"n_head", "--heads"},
+                                            {"n_kv_head", "--kv-heads"},
+                                            {"vocab_size", "--vocab"},
+                                            {"max_seq", "--seq"}}));
+  }
   return c;
 }
 
@@ -61,6 +89,9 @@ void print_result(const TrainResult& r, const std::string& out) {
                "whtlm train: %lld steps, %.3g tokens, %.3g FLOPs in %.1f s; train loss %.4f",
                static_cast<long long>(r.steps), r.tokens, r.flops, r.seconds, r.final_train_loss);
   if (r.final_val_loss) std::fprintf(stderr, ", val loss %.4f", *r.final_val_loss);
+  if (r.skipped_steps > 0)
+    std::fprintf(stderr, "; %lld steps skipped for non-finite values",
+                 static_cast<long long>(r.skipped_steps));
   std::fprintf(stderr, "\n  run: %s (model.safetensors, config.json, metrics.jsonl)\n",
                out.c_str());
 }
@@ -73,10 +104,9 @@ struct EvalArgs {
 };
 
 void run_eval(const EvalArgs& a) {
-  if (a.threads < 0) throw std::invalid_argument("--threads must be >= 0");
   if (a.split != "val" && a.split != "train" && a.split != "all")
     throw std::invalid_argument("--split: expected val, train or all, got '" + a.split + "'");
-  set_num_threads(a.threads > 0 ? a.threads : available_cores());
+  use_threads(a.threads);
   auto model = load_model(a.checkpoint);
   const ModelConfig& c = model->config();
   const int seq = a.seq > 0 ? a.seq : c.max_seq;
@@ -110,7 +140,12 @@ void run_eval(const EvalArgs& a) {
   std::vector<std::int32_t> lengths(static_cast<std::size_t>(c.vocab_size), 0);
   for (int id = 0; id < std::min(c.vocab_size, t.vocab_size()); ++id)
     lengths[std::size_t(id)] = static_cast<std::int32_t>(t.token_bytes(id).size());
-  const EvalResult r = evaluate(*model, tokens, a.batch, seq, a.max_windows, lengths);
+  EvalResult r;
+  try {
+    r = evaluate(*model, tokens, a.batch, seq, a.max_windows, lengths);
+  } catch (const std::invalid_argument& e) {  // too little data: name it
+    throw std::invalid_argument(described + ": " + e.what());
+  }
   if (a.json) {
     nlohmann::json j{{"checkpoint", a.checkpoint},
                      {"data", described},
@@ -147,6 +182,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val-data", o.data.val_path,
                   "Separate validation data (default: a deterministic share of --data)");
   cmd->add_option("--val-fraction", o.data.val_fraction, "Share of --data held out for validation")
+      ->check(bounded(limits::val_fraction))
       ->capture_default_str();
   cmd->add_option("--tokenizer", o.data.tokenizer,
                   "How text is tokenized: byte, a tokenizer.json, or a folder with GPT-2's "
@@ -155,41 +191,94 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--chunk-tokens", o.data.chunk_tokens,
                   "Granularity of the train/validation split, in tokens")
+      ->check(bounded(limits::chunk_tokens))
       ->capture_default_str();
-  cmd->add_option("--steps", o.steps, "Length of the run in optimizer steps");
-  cmd->add_option("--tokens", a->tokens, "Length of the run in training tokens (e.g. 5e6)");
-  cmd->add_option("--flops", o.flops, "Length of the run in training FLOPs (e.g. 1e15)");
-  cmd->add_option("--batch", o.batch, "Sequences per micro-batch")->capture_default_str();
-  cmd->add_option("--seq", a->seq, "Tokens per sequence (default: the preset's context)");
-  cmd->add_option("--accum", o.accum, "Micro-batches per optimizer step")->capture_default_str();
-  cmd->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--steps", o.steps, "Length of the run in optimizer steps")
+      ->check(bounded(limits::steps));
+  cmd->add_option("--tokens", a->tokens, "Length of the run in training tokens (e.g. 5e6)")
+      ->check(bounded(limits::tokens));
+  cmd->add_option("--flops", o.flops, "Length of the run in training FLOPs (e.g. 1e15)")
+      ->check(bounded(limits::flops));
+  cmd->add_option("--batch", o.batch, "Sequences per micro-batch")
+      ->check(bounded(limits::batch))
+      ->capture_default_str();
+  cmd->add_option("--seq", a->seq, "Tokens per sequence (default: the preset's context)")
+      ->check(bounded(limits::seq));
+  cmd->add_option("--accum", o.accum, "Micro-batches per optimizer step")
+      ->check(bounded(limits::accum))
+      ->capture_default_str();
+  cmd->add_option("--lr", o.lr, "Peak learning rate")
+      ->check(bounded(limits::lr))
+      ->capture_default_str();
   cmd->add_option("--min-lr-ratio", o.min_lr_ratio, "Final learning rate as a share of the peak")
+      ->check(bounded(limits::min_lr_ratio))
       ->capture_default_str();
-  cmd->add_option("--warmup", o.warmup, "Warm-up steps (default: 5% of the steps, at most 200)");
+  cmd->add_option("--warmup", o.warmup, "Warm-up steps (default: 5% of the steps, at most 200)")
+      ->check(bounded(limits::warmup));
   cmd->add_option("--weight-decay", o.adamw.weight_decay, "AdamW decoupled weight decay")
+      ->check(bounded(limits::weight_decay))
       ->capture_default_str();
   cmd->add_option("--clip", o.clip, "Clip the global gradient norm to this (0: off)")
+      ->check(bounded(limits::clip))
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of the weights and of the batches")
+      ->check(bounded(limits::seed))
       ->capture_default_str();
   cmd->add_option("--eval-every", o.eval_every, "Validation loss every N steps (0: at the end)")
+      ->check(bounded(limits::every))
       ->capture_default_str();
   cmd->add_option("--eval-batches", o.eval_batches, "Batches per validation")
+      ->check(bounded(limits::eval_batches))
       ->capture_default_str();
   cmd->add_option("--save-every", o.save_every, "Checkpoint every N steps (0: at the end)")
+      ->check(bounded(limits::every))
       ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "Threads (default: all cores)");
+  add_threads_option(cmd, &o.threads);
   add_device_options(cmd, &a->device, &a->precision);
-  cmd->add_option("--out", o.out, "Run folder: checkpoint, metrics.jsonl, state");
+  cmd->add_option("--out", o.out, "Run folder: checkpoint, metrics.jsonl, state (new or empty)");
+  cmd->add_flag("--force", o.force,
+                "Start a new run in an --out folder that holds files: whtlm's own files there "
+                "are replaced, others left alone");
   cmd->add_option("--resume", a->resume,
-                  "Continue the run in this folder from its last checkpoint (other options are "
-                  "taken from the run)");
+                  "Continue the run in this folder from its newest intact checkpoint (the run's "
+                  "own options are used; only --stop-after, --quiet, --on-nonfinite and "
+                  "--max-skips may be given with it)");
   cmd->add_option("--stop-after", a->stop_after,
-                  "Stop after this step with a checkpoint; --resume continues the same run");
+                  "Stop after this step with a checkpoint; --resume continues the same run")
+      ->check(bounded(limits::stop_after));
+  a->on_nonfinite_opt =
+      cmd->add_option("--on-nonfinite", a->on_nonfinite,
+                      "At a step whose loss or gradients are NaN or infinite: stop (the last "
+                      "checkpoint stays resumable) or skip the step (no update; counted in "
+                      "metrics.jsonl)")
+          ->check(CLI::IsMember({"stop", "skip"}))
+          ->capture_default_str();
+  a->max_skips_opt = cmd->add_option("--max-skips", o.max_skips,
+                                     "With --on-nonfinite skip: stop once more steps than this "
+                                     "have been skipped")
+                         ->check(bounded(limits::skip_limit))
+                         ->capture_default_str();
   cmd->add_flag("--quiet", a->quiet, "No progress output");
-  cmd->callback([a] {
+  cmd->callback([a, cmd] {
     if (!a->resume.empty()) {
-      print_result(resume(a->resume, a->stop_after, !a->quiet), a->resume);
+      // The run's options are its own: any other option given here would be ignored, so
+      // it is refused rather than silently dropped.
+      for (const CLI::Option* opt : cmd->get_options()) {
+        const std::string name = opt->get_name();
+        if (opt->count() == 0 || name == "--resume" || name == "--stop-after" ||
+            name == "--quiet" || name == "--on-nonfinite" || name == "--max-skips" ||
+            name == "--help")
+          continue;
+        throw std::invalid_argument(name +
+                                    " cannot be given with --resume: a resumed run keeps "
+                                    "the options it was started with (only --stop-after, "
+                                    "--quiet, --on-nonfinite and --max-skips may change)");
+      }
+      ResumeOverrides overrides;
+      if (a->on_nonfinite_opt->count() > 0)
+        overrides.on_nonfinite = parse_on_nonfinite(a->on_nonfinite);
+      if (a->max_skips_opt->count() > 0) overrides.max_skips = a->o.max_skips;
+      print_result(resume(a->resume, a->stop_after, !a->quiet, overrides), a->resume);
       return;
     }
     TrainOptions opts = a->o;
@@ -202,8 +291,8 @@ void add_train_command(CLI::App& app) {
     opts.device = parse_device(a->device);
     opts.precision = parse_precision(a->precision);
     opts.seq = a->seq > 0 ? a->seq : opts.model.max_seq;
-    if (a->tokens < 0) throw std::invalid_argument("--tokens must be positive");
     opts.tokens = static_cast<std::int64_t>(a->tokens);
+    opts.on_nonfinite = parse_on_nonfinite(a->on_nonfinite);
     opts.progress = !a->quiet;
     print_result(train_until(opts, a->stop_after), opts.out);
   });
@@ -218,13 +307,31 @@ void add_init_command(CLI::App& app) {
       "Write a freshly initialised model as a checkpoint folder (config.json + "
       "model.safetensors), e.g. for benchmarks or to compare with other runtimes");
   add_model_options(cmd, *a);
-  cmd->add_option("--seq", a->seq, "Context length (default: the preset's)");
-  cmd->add_option("--seed", *seed, "Seed of the weights")->capture_default_str();
-  cmd->add_option("--out", *out, "Checkpoint folder to write")->required();
-  cmd->callback([a, seed, out] {
-    Transformer model(model_from(*a));
+  cmd->add_option("--seq", a->seq, "Context length (default: the preset's)")
+      ->check(bounded(limits::context));
+  cmd->add_option("--seed", *seed, "Seed of the weights")
+      ->check(bounded(limits::seed))
+      ->capture_default_str();
+  cmd->add_option("--out", *out, "Checkpoint folder to write (new or empty)")->required();
+  auto force = std::make_shared<bool>(false);
+  cmd->add_flag("--force", *force,
+                "Write into an --out folder that holds files (its config.json, "
+                "model.safetensors and checksums.json are replaced)");
+  cmd->callback([a, seed, out, force] {
+    const ModelConfig config = model_from(*a, true);
+    std::error_code ec;
+    if (std::filesystem::exists(*out, ec) && !*force) {
+      if (!std::filesystem::is_directory(*out, ec))
+        throw std::invalid_argument("--out " + *out + ": exists and is not a folder");
+      for (const char* f : {"model.safetensors", "config.json", "checksums.json"})
+        if (std::filesystem::exists(std::filesystem::path(*out) / f, ec))
+          throw std::invalid_argument("--out " + *out + ": already holds " + f +
+                                      " (a checkpoint?); choose a new folder, or --force to "
+                                      "replace it");
+    }
+    Transformer model(config);
     model.init_weights(*seed);
-    save_model(*out, model.layout(), model.params().data());
+    write_checksums(*out, save_model(*out, model.layout(), model.params().data()));
     std::fprintf(stderr, "whtlm init: %s -> %s\n", describe(model.config()).c_str(), out->c_str());
   });
 }
@@ -240,11 +347,15 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--tokenizer", a->tokenizer,
                   "How text is tokenized (default: the checkpoint's tokenizer.json, else byte)");
-  cmd->add_option("--batch", a->batch, "Sequences per forward pass")->capture_default_str();
-  cmd->add_option("--seq", a->seq, "Tokens per window (default: the model's context)");
+  cmd->add_option("--batch", a->batch, "Sequences per forward pass")
+      ->check(bounded(limits::batch))
+      ->capture_default_str();
+  cmd->add_option("--seq", a->seq, "Tokens per window (default: the model's context)")
+      ->check(bounded(limits::seq));
   cmd->add_option("--max-windows", a->max_windows,
-                  "Evaluate at most this many windows, spread over the data (default: all)");
-  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+                  "Evaluate at most this many windows, spread over the data (default: all)")
+      ->check(bounded(limits::max_windows));
+  add_threads_option(cmd, &a->threads);
   cmd->add_flag("--json", a->json, "One JSON object on stdout");
   cmd->callback([a] { run_eval(*a); });
 }

@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "options.hpp"
+
 namespace whtlm::cli {
 
 void add_bench_command(CLI::App& app);
@@ -21,7 +23,5 @@ void add_data_command(CLI::App& app);
 void set_command_line(int argc, char** argv);
 const std::string& command_line();
 void add_report_command(CLI::App& app);
-// --device cpu|cuda and --precision fp32|bf16, shared by the commands that run models.
-void add_device_options(CLI::App* cmd, std::string* device, std::string* precision);
 
 }  // namespace whtlm::cli

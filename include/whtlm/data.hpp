@@ -77,8 +77,9 @@ struct DataOptions {
   std::string tokenizer = "byte";
 };
 
-// A read-only sequence of token ids, either in memory or llm.c shards read through
-// memory maps (pages come from disk on demand, so shards larger than memory work).
+// A read-only sequence of token ids, either in memory or llm.c shards read from disk
+// by offset as needed (io::InputFile: shards larger than memory work, and a shard
+// truncated while in use is a std::runtime_error naming it, not a SIGBUS).
 // Copies share the data.
 class TokenSource {
  public:

@@ -1,6 +1,7 @@
 // What this build and machine offer for each Device (see docs/cuda.md).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "whtlm/model.hpp"
@@ -13,6 +14,10 @@ bool device_usable(Device device, std::string* why = nullptr);
 // One line about the device ("cpu (avx512, 2 threads)", "cuda fp32: NVIDIA H200 (...)");
 // std::runtime_error when it is not usable.
 std::string device_description(Device device);
+// Bytes of memory `device` can still give this process (CPU: MemAvailable plus free
+// swap, within the process's rlimits and cgroup; CUDA: the GPU's free memory). What
+// plans are checked against before anything is allocated.
+std::uint64_t memory_available_bytes(Device device = Device::cpu);
 // How the CUDA backend was built ("CUDA 13.0, sm_90 + PTX compute_80"), or "not built".
 std::string cuda_build_description();
 

@@ -72,6 +72,9 @@ struct GenerateOptions {
   int max_new_tokens = 128;
   SamplingOptions sampling;
   int eos_token = -1;  // stop a sequence when it produces this token; -1: none
+  // The sampler's sequence number of the first prompt (prompt i draws as sequence
+  // first_sequence + i), so prompts generated in several groups sample as in one.
+  std::uint64_t first_sequence = 0;
 };
 struct Generation {
   std::vector<std::int32_t> tokens;  // generated, without the prompt

@@ -29,18 +29,73 @@ std::optional<DType> dtype_from_name(std::string_view name);
 // Prints a shape the way error messages show it: "[768, 2304]", "[]" for a scalar.
 std::string shape_string(const std::vector<std::int64_t>& shape);
 
-// Whole file into a string; throws std::runtime_error naming the path and the OS reason.
-std::string read_file(const std::string& path);
+// Bytes of host memory this process can still allocate: the least of MemAvailable +
+// SwapFree, the room under RLIMIT_AS and RLIMIT_DATA, and the room under its cgroup's
+// memory.max; UINT64_MAX when none is known. Plans (models, KV caches, data) are
+// checked against it before they are allocated.
+std::uint64_t host_memory_available();
+
+// Limits on files read whole: documents (config.json, train_state.json, plans,
+// prompts) and tokenizer files. Text corpora are bounded by memory instead.
+inline constexpr std::uint64_t kMaxDocumentBytes = std::uint64_t{64} << 20;
+inline constexpr std::uint64_t kMaxTokenizerBytes = std::uint64_t{512} << 20;
+inline constexpr std::uint64_t kNoLimit = ~std::uint64_t{0};
+
+// Whole file into a string. Only a regular file is read (a folder, a FIFO, a device
+// such as /dev/zero is refused at once, never waited on or read forever), and one
+// larger than max_bytes is refused with its size and the limit. std::runtime_error
+// names the path and the reason.
+std::string read_file(const std::string& path, std::uint64_t max_bytes = kMaxDocumentBytes);
+
+// A regular file opened for reading by offset. Reads never fault: a file that
+// shrinks while it is open (truncated by another program) gives a std::runtime_error
+// naming it, where a memory map would take a SIGBUS.
+class InputFile {
+ public:
+  // Refuses anything but a regular file, naming the path and what it is.
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(InputFile&& other) noexcept;
+  InputFile& operator=(InputFile&& other) noexcept;
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::uint64_t size() const { return size_; }  // when opened
+  // Exactly n bytes at offset into dst (thread-safe).
+  void read_at(std::uint64_t offset, void* dst, std::size_t n) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+};
+
+// CRC-32C (Castagnoli, the checksum of iSCSI, ext4 and btrfs) of n bytes, continuing
+// from `crc` (0 to start); hardware instructions where the CPU has them.
+std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t n);
+// What a checkpoint records of each file it writes, and checks when it reads it.
+struct FileChecksum {
+  std::uint64_t bytes = 0;
+  std::uint32_t crc32c = 0;
+  bool operator==(const FileChecksum&) const = default;
+};
+// The checksum of a whole file (read in blocks; std::runtime_error naming it).
+FileChecksum file_checksum(const std::string& path);
+// "crc32c 0x1a2b3c4d, 1234 bytes".
+std::string describe(const FileChecksum& c);
 
 // Every regular file under `folder`, recursively, in sorted path order (how a folder of
 // text or shards is read). std::runtime_error names the folder when it cannot be listed
 // or holds no file.
 std::vector<std::string> list_files(const std::string& folder);
 
-// Writes `bytes` to path atomically: a temp file in the same folder (path + ".tmp"), fsync, rename
-// over path, fsync of the folder. On any failure the temp file is removed, the old file at path (if
-// any) is untouched, and std::runtime_error names the path and the reason.
-void write_file_atomic(const std::string& path, std::string_view bytes);
+// Writes `bytes` to path atomically: a temp file in the same folder (path + ".tmp." + a
+// unique suffix, created exclusively, so no other file is ever overwritten), fsync,
+// rename over path, fsync of the folder. On any failure the temp file is removed, the
+// old file at path (if any) is untouched, and std::runtime_error names the path and
+// the reason. Returns the checksum of what was written.
+FileChecksum write_file_atomic(const std::string& path, std::string_view bytes);
 
 // The sink handed to the callback of write_file_atomic_with: appends bytes to the temp file.
 class AtomicWriter {
@@ -54,19 +109,23 @@ class AtomicWriter {
   std::uint64_t bytes_written() const { return written_; }
 
  private:
-  friend void write_file_atomic_with(const std::string&, const std::function<void(AtomicWriter&)>&);
-  AtomicWriter(int fd, const std::string& path) : fd_(fd), path_(path) {}
+  friend FileChecksum write_file_atomic_with(const std::string&,
+                                             const std::function<void(AtomicWriter&)>&);
+  AtomicWriter(int fd, const std::string& path, const std::string& tmp)
+      : fd_(fd), path_(path), tmp_(tmp) {}
 
   int fd_;
   const std::string& path_;  // the final path, for error messages
+  const std::string& tmp_;
   std::uint64_t written_ = 0;
+  std::uint32_t crc_ = 0;
 };
 
 // The streaming form of write_file_atomic: `fill` writes the contents through the AtomicWriter,
 // straight into the temp file, so large files never sit in memory whole. The same guarantees
 // hold; an exception thrown by `fill` removes the temp file and propagates unchanged.
-void write_file_atomic_with(const std::string& path,
-                            const std::function<void(AtomicWriter&)>& fill);
+FileChecksum write_file_atomic_with(const std::string& path,
+                                    const std::function<void(AtomicWriter&)>& fill);
 
 struct TensorInfo {
   std::string name;
@@ -77,29 +136,25 @@ struct TensorInfo {
   std::size_t numel() const;  // product of the shape; 1 for a scalar (shape [])
 };
 
-// A safetensors file opened for reading: the file is memory-mapped (read-only), the JSON header
-// parsed and validated on open: 8-byte little-endian header length within the file, JSON object,
-// no repeated names, each tensor entry with a known dtype, a shape of non-negative ints,
-// data_offsets [begin, end] with end - begin == numel * dtype_size, within the data section, no
-// overlaps; optional "__metadata__" object of string -> string.
+// A safetensors file opened for reading: the header is read and validated on open:
+// 8-byte little-endian header length within the file (and at most 100 MB, as the
+// format's reference reader allows), JSON object, no repeated names, each tensor entry
+// with a known dtype, a shape of non-negative ints, data_offsets [begin, end] with
+// end - begin == numel * dtype_size, within the data section, no overlaps; optional
+// "__metadata__" object of string -> string. Tensor bytes are read from the file on
+// request (io::InputFile: a file truncated meanwhile is an error, not a signal).
 // Every error is a std::runtime_error whose message names the file path and what is wrong.
 class SafetensorsReader {
  public:
   explicit SafetensorsReader(const std::string& path);
-  ~SafetensorsReader();  // unmaps
-  SafetensorsReader(SafetensorsReader&& other) noexcept;
-  SafetensorsReader& operator=(SafetensorsReader&& other) noexcept;
-  SafetensorsReader(const SafetensorsReader&) = delete;
-  SafetensorsReader& operator=(const SafetensorsReader&) = delete;
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;  // throws naming file + tensor if absent
-  // Pointer into the mapping, valid while the reader lives. Files we write keep every tensor
-  // 8-byte aligned; files from elsewhere may not be aligned, so copy rather than cast if unsure.
-  const void* data(const std::string& name) const;
+  // The tensor's raw bytes (info(name).nbytes of them, any dtype) into dst.
+  void read_bytes(const std::string& name, void* dst) const;
 
   // Check dtype F32 / I32 and the exact shape, then copy into dst. Errors name the file, the
   // tensor, and expected vs found dtype and shape.
@@ -110,14 +165,12 @@ class SafetensorsReader {
  private:
   void read_checked(const std::string& name, DType dtype, const std::vector<std::int64_t>& shape,
                     void* dst) const;
-  void unmap() noexcept;
 
   std::string path_;
+  InputFile file_;
   std::map<std::string, std::string> metadata_;
   std::map<std::string, TensorInfo> tensors_;
-  const unsigned char* map_ = nullptr;  // the whole file
-  std::size_t map_size_ = 0;
-  const unsigned char* data_ = nullptr;  // start of the data section, inside map_
+  std::uint64_t data_start_ = 0;  // offset of the data section in the file
 };
 
 struct TensorToWrite {
@@ -132,7 +185,8 @@ struct TensorToWrite {
 // header is padded with spaces to a multiple of 8 bytes, so the data section starts 8-byte
 // aligned in the file. Tensor bytes are streamed into the temp file without another copy.
 // Rejects empty or duplicate names, names starting with "__", and negative dimensions.
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+// Returns the checksum of the file written.
+FileChecksum write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace whtlm::io

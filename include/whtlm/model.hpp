@@ -7,8 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace whtlm {
@@ -31,6 +33,25 @@ Device parse_device(std::string_view name);
 const char* precision_name(Precision p);
 Precision parse_precision(std::string_view name);
 
+// A model config field that is out of range or inconsistent: which field (ModelConfig's
+// own name: n_layer, d_model, n_head, n_kv_head, d_ff, vocab_size, max_seq, norm_eps,
+// rope_theta) and why, so that each source names it its own way (a config.json key, a
+// command-line option, a plan field). what() is "model config: FIELD: WHY".
+struct ConfigError : std::invalid_argument {
+  ConfigError(const std::string& field_name, const std::string& reason)
+      : std::invalid_argument("model config: " + field_name + ": " + reason),
+        field(field_name),
+        why(reason) {}
+  std::string field, why;
+};
+
+// "FIELD: WHY" of a ConfigError with ModelConfig's field names replaced wherever they
+// appear by the source's own (a config.json key, a command-line option): e.g.
+// {{"d_model", "--d-model"}, {"n_head", "--heads"}} gives "--heads: --d-model = 65 is not
+// divisible by --heads = 2".
+std::string renamed(const ConfigError& e,
+                    const std::vector<std::pair<std::string, std::string>>& names);
+
 struct ModelConfig {
   Family family = Family::llama;
   Projection projection = Projection::dense;
@@ -50,7 +71,8 @@ struct ModelConfig {
   int ff() const;  // d_ff or the family default
   bool has_bias() const { return family == Family::gpt2; }
   bool tied_embeddings() const { return family == Family::gpt2; }
-  // Throws std::invalid_argument naming the first inconsistent field.
+  // Throws ConfigError naming the first field out of its bound (whtlm/limits.hpp) or
+  // inconsistent with the others.
   void validate() const;
   bool operator==(const ModelConfig&) const = default;
 };

@@ -92,7 +92,11 @@ std::vector<Claim> decide_claims(const Data& data);
 // ---- Writing ----------------------------------------------------------------------
 
 struct WriteOptions {
-  std::string out_dir;       // report folder (created)
+  // Report folder: created, or one whtlm wrote a report into before (it holds
+  // .whtlm-report); any other folder with files in it is refused unless `force`, so
+  // that no file of the user's is overwritten without asking.
+  std::string out_dir;
+  bool force = false;
   std::string command_line;  // what produced the data, as recorded
   std::string commit;        // of the build that produced the data
   std::string title = "whtlm experiment: Hadamard vs dense attention output projection";

@@ -5,12 +5,17 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "whtlm/data.hpp"
+#include "whtlm/io.hpp"
 #include "whtlm/model.hpp"
 #include "whtlm/transformer.hpp"
 
@@ -57,12 +62,28 @@ double global_norm(std::span<const float> g);
 // One optimizer step: gradients of the mean loss over `accum` micro-batches of
 // batch x seq tokens (inputs, targets: accum * batch * seq), clipping to a global
 // norm of `clip` (0: none), then AdamW with learning rate lr. `step` counts from 1.
+// A loss or gradient that is NaN or infinite makes no update: the model is left as the
+// step found it and NonFiniteStep is thrown, naming the step, the loss, the gradient
+// norm and the first tensor (in layout order) whose gradient is not finite.
 struct StepResult {
   double loss = 0, grad_norm = 0;
+};
+struct NonFiniteStep : std::runtime_error {
+  NonFiniteStep(std::int64_t at_step, const std::string& what)
+      : std::runtime_error(what), step(at_step) {}
+  std::int64_t step;
 };
 StepResult train_step(Transformer& model, AdamW& opt, const std::int32_t* inputs,
                       const std::int32_t* targets, int batch, int seq, int accum, double lr,
                       double clip, std::int64_t step);
+
+// What a training run does at a step whose loss or gradients are not finite.
+enum class OnNonFinite {
+  stop,  // end the run with an error; its last checkpoint stays resumable
+  skip,  // make no update, count the step ("skipped" in metrics.jsonl) and go on
+};
+const char* on_nonfinite_name(OnNonFinite p);
+OnNonFinite parse_on_nonfinite(std::string_view name);
 
 struct TrainOptions {
   ModelConfig model;
@@ -83,8 +104,11 @@ struct TrainOptions {
   int threads = 0;                        // 0: all available cores
   Device device = Device::cpu;            // where the model trains
   Precision precision = Precision::fp32;  // of the matrix products (bf16: CUDA only)
-  std::string out;                        // the run folder
-  bool progress = true;                   // progress line on stderr
+  OnNonFinite on_nonfinite = OnNonFinite::stop;
+  std::int64_t max_skips = 100;  // with skip: more skipped steps than this stop the run
+  std::string out;               // the run folder
+  bool progress = true;          // progress line on stderr
+  bool force = false;            // start in a folder that holds files (whtlm's own are replaced)
 };
 
 struct TrainResult {
@@ -92,28 +116,54 @@ struct TrainResult {
   double tokens = 0, flops = 0, seconds = 0;
   double final_train_loss = 0;
   std::optional<double> final_val_loss;
+  std::int64_t skipped_steps = 0;  // steps skipped for non-finite values (--on-nonfinite skip)
 };
 
-// Starts a fresh run in options.out (refuses a folder that already holds a run).
+// Starts a fresh run in options.out, which must be new or empty unless options.force
+// (then whtlm's own files there are replaced and other files left alone). The run
+// folder gets its train_state.json before the first step, so a run killed before its
+// first checkpoint is still recognisably whtlm's and --resume starts it over.
 TrainResult train(const TrainOptions& options);
-// Continues the run in `run_dir` from its last checkpoint, with the options it was
-// started with; the result is bit-identical to an uninterrupted run at the same
-// thread count. `stop_after` (> 0) stops early after that global step, writing a
-// checkpoint (for tests and for splitting long runs).
-TrainResult resume(const std::string& run_dir, std::int64_t stop_after = 0, bool progress = true);
+// Continues the run in `run_dir` from its newest intact checkpoint, with the options it
+// was started with; the result is bit-identical to an uninterrupted run at the same
+// thread count. Every checkpoint train_state.json names is checked (a folder inside
+// the run, its files' sizes and checksums) before anything is read or removed; a
+// damaged newest checkpoint falls back to the one before it, saying so on stderr.
+// `stop_after` (> 0) stops early after that global step, writing a checkpoint (for
+// tests and for splitting long runs). `policy`, when given, replaces the run's
+// OnNonFinite setting (and max_skips) from here on.
+struct ResumeOverrides {
+  std::optional<OnNonFinite> on_nonfinite;
+  std::optional<std::int64_t> max_skips;
+};
+TrainResult resume(const std::string& run_dir, std::int64_t stop_after = 0, bool progress = true,
+                   const ResumeOverrides& overrides = {});
 // The number of optimizer steps a run's options ask for (from steps, tokens or flops).
 std::int64_t total_steps(const TrainOptions& options);
 
 // What a run folder's train_state.json records: the options the run was started with
 // and its last checkpoint. std::runtime_error names the file when it is missing or bad.
+// A checkpoint of a run: checkpoints/step-N inside the run folder.
+struct CheckpointRecord {
+  std::int64_t step = 0, skipped_steps = 0;
+  double tokens = 0, flops = 0, elapsed_s = 0;
+  std::string path;  // "checkpoints/step-N", relative to the run folder
+  std::map<std::string, io::FileChecksum> files;  // empty for runs from before checksums
+};
 struct RunState {
   TrainOptions options;  // options.out is the run folder
-  std::int64_t step = 0, total_steps = 0;
+  std::int64_t step = 0, total_steps = 0, skipped_steps = 0;
   double tokens = 0, flops = 0, elapsed_s = 0;
-  std::string checkpoint;  // relative to the run folder
+  std::string checkpoint;  // relative to the run folder; empty before the first one
+  // The checkpoints kept, newest first (the newest is `checkpoint`).
+  std::vector<CheckpointRecord> checkpoints;
   bool finished() const { return step >= total_steps; }
 };
+// Every field is checked (type, bounds, a checkpoint path of the form the trainer
+// writes); std::runtime_error names the file and the field.
 RunState read_run_state(const std::string& run_dir);
+RunState run_state_from_json(const std::string& text, const std::string& source,
+                             const std::string& run_dir);
 
 // Same as train(), but stops after global step stop_after with a checkpoint.
 TrainResult train_until(const TrainOptions& options, std::int64_t stop_after);

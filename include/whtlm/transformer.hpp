@@ -6,12 +6,17 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "whtlm/model.hpp"
 
 namespace whtlm {
 namespace backend {
 class Backend;  // src/backend/backend.hpp: the library's kernels on one device
+}
+namespace model {
+struct MemoryPart;  // src/model/memory.hpp
 }
 
 // A zero-initialised float array aligned to 64 bytes.
@@ -78,9 +83,15 @@ class Transformer {
   float* device_grads();
 
   // Sizes the activation arena for up to batch x seq tokens (done by forward when
-  // needed; call it first to allocate outside a timed region).
+  // needed; call it first to allocate outside a timed region). A shape whose
+  // activations cannot fit in the device's free memory is refused (std::runtime_error
+  // naming the sizes and the largest batch that would fit) before allocating.
   void reserve(int batch, int seq);
   std::size_t activation_bytes() const;
+  // Refuses, the same way, a training step at batch x seq whose gradients, optimizer
+  // state (optimizer_floats_per_param per parameter: AdamW keeps 2) and activations
+  // do not fit beside the weights; allocates nothing.
+  void check_training_memory(int batch, int seq, int optimizer_floats_per_param = 2);
 
   // tokens, targets: [batch, seq]. Returns the mean cross-entropy over all positions
   // (targets may be nullptr: logits only, returns 0). Token ids outside the
@@ -94,6 +105,9 @@ class Transformer {
   void backward(float loss_scale = 1.0f);
 
  private:
+  std::vector<model::MemoryPart> activation_memory(int batch, int seq) const;
+  std::string fitting_batch_hint(int seq, double other_bytes) const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

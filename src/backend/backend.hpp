@@ -21,8 +21,12 @@ class Backend {
   virtual std::string description() const = 0;
 
   // Memory, in bytes. allocate() returns zero-filled memory aligned to 64 bytes and
-  // throws std::bad_alloc (CPU) or std::runtime_error naming the size (CUDA).
+  // throws std::runtime_error naming the size and what is available when it cannot.
   virtual void* allocate(std::size_t bytes) = 0;
+  // Bytes the device can still give: CPU, the host memory this process may take
+  // (cpu/memory.hpp); CUDA, the device's free memory. Plans are checked against it
+  // before anything is allocated (model/memory.hpp).
+  virtual std::uint64_t memory_available() const = 0;
   virtual void release(void* p) = 0;
   virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;

@@ -65,6 +65,10 @@ bool device_usable(Device device, std::string* why) {
 
 std::string device_description(Device device) { return backend::get(device).description(); }
 
+std::uint64_t memory_available_bytes(Device device) {
+  return backend::get(device).memory_available();
+}
+
 std::string cuda_build_description() {
 #if WHTLM_HAVE_CUDA
   return "CUDA " WHTLM_CUDA_VERSION ", architectures " WHTLM_CUDA_ARCHITECTURES;

@@ -30,18 +30,27 @@ namespace fs = std::filesystem;
 
 std::string errno_text() { return std::strerror(errno); }
 
-// The whole file as bytes.
+// The whole file as bytes (a regular file only: io::read_file refuses FIFOs and devices).
 std::string read_whole_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open: " + errno_text());
+  return io::read_file(path.string(), io::kNoLimit);
+}
+
+// Text read whole is held as bytes, then as 4-byte ids, then split into train and
+// validation copies: about 9 bytes of memory per byte of text. Checked before reading,
+// so a corpus too large for memory is refused with a pointer to the streamed path.
+void check_text_fits(const std::vector<fs::path>& files, const std::string& what) {
+  double bytes = 0;
   std::error_code ec;
-  const std::uintmax_t size = fs::file_size(path, ec);
-  if (ec) throw std::runtime_error(path.string() + ": cannot get the file size: " + ec.message());
-  std::string bytes(static_cast<std::size_t>(size), '\0');
-  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
-    throw std::runtime_error(path.string() + ": read error: " + errno_text());
-  }
-  return bytes;
+  for (const fs::path& f : files) bytes += double(fs::file_size(f, ec));
+  const double need = 9.0 * bytes, room = double(io::host_memory_available());
+  if (need > room)
+    throw std::runtime_error(what + ": " + std::to_string(static_cast<long long>(bytes)) +
+                             " bytes of text need about " +
+                             std::to_string(static_cast<long long>(need / 1048576)) +
+                             " MiB of memory as tokens, more than the " +
+                             std::to_string(static_cast<long long>(room / 1048576)) +
+                             " MiB available; tokenize it once with `whtlm data prepare`, whose "
+                             "shards training streams from disk");
 }
 
 void check_vocab(std::span<const std::int32_t> tokens, int vocab_size, const std::string& file) {
@@ -49,16 +58,18 @@ void check_vocab(std::span<const std::int32_t> tokens, int vocab_size, const std
     if (tokens[i] < 0 || tokens[i] >= vocab_size) {
       throw std::runtime_error(file + ": token id " + std::to_string(tokens[i]) + " at position " +
                                std::to_string(i) + " is outside the vocabulary (vocab_size " +
-                               std::to_string(vocab_size) + ")");
+                               std::to_string(vocab_size) + "; set --vocab)");
     }
   }
 }
 
 void check_text_vocab(int vocab_size, const std::string& file) {
   if (vocab_size < ByteTokenizer::kVocabSize) {
-    throw std::invalid_argument(file + ": text is tokenized as bytes, which needs vocab_size >= " +
-                                std::to_string(ByteTokenizer::kVocabSize) + " (got " +
-                                std::to_string(vocab_size) + ")");
+    throw std::invalid_argument(file +
+                                ": text is tokenized as bytes, which needs a vocabulary "
+                                "(--vocab) of at least " +
+                                std::to_string(ByteTokenizer::kVocabSize) + ", not " +
+                                std::to_string(vocab_size));
   }
 }
 
@@ -330,9 +341,11 @@ TokenStream read_token_stream(const std::string& path, int vocab_size,
       stream.tokens = read_llmc_shard(path);
       check_vocab(stream.tokens, vocab_size, path);
     } else if (tokenizer != "byte") {
+      check_text_fits({path}, path);
       stream.tokens = encode_text(path, vocab_size, tokenizer);
     } else {
       check_text_vocab(vocab_size, path);
+      check_text_fits({path}, path);
       append_bytes(read_whole_file(path), stream.tokens);
       stream.bytes = true;
     }
@@ -372,9 +385,11 @@ TokenStream read_token_stream(const std::string& path, int vocab_size,
       stream.tokens.insert(stream.tokens.end(), part.begin(), part.end());
     }
   } else if (tokenizer != "byte") {
+    check_text_fits(files, path);
     stream.tokens = encode_text(path, vocab_size, tokenizer);
   } else {
     check_text_vocab(vocab_size, path);
+    check_text_fits(files, path);
     stream.bytes = true;
     for (std::size_t i = 0; i < files.size(); ++i) {
       if (i > 0) stream.tokens.push_back('\n');

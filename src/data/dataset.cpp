@@ -51,7 +51,7 @@ TokenSplit split_tokens(std::span<const std::int32_t> tokens, double val_fractio
         "with chunks of " + std::to_string(chunk_tokens) + " tokens and val_fraction " +
         std::to_string(val_fraction) + " (needs more than " +
         std::to_string((k - 1) * chunk_tokens) +
-        " tokens): use a smaller chunk size, a larger val_fraction or a separate validation set");
+        " tokens): use a smaller --chunk-tokens, a larger --val-fraction or --val-data");
   }
 
   std::vector<std::int32_t> train, val;
@@ -85,6 +85,12 @@ bool prepared_shards(const std::string& path, std::vector<std::string>& train,
   std::sort(train.begin(), train.end());
   std::sort(val.begin(), val.end());
   if (!train.empty() && !val.empty()) return true;
+  if (!train.empty() || !val.empty())
+    throw std::runtime_error(path +
+                             ": prepared shards need train_*.bin and val_*.bin; the folder "
+                             "has " +
+                             (train.empty() ? "val" : "train") + " shards only (no " +
+                             (train.empty() ? "train" : "val") + "_*.bin)");
   train.clear();
   val.clear();
   return false;
@@ -117,19 +123,24 @@ TokenSplit load_tokens(const DataOptions& options) {
   const std::string path = options.path.empty() ? default_corpus_path() : options.path;
   std::vector<std::string> train_files, val_files;
   if (options.val_path.empty() && prepared_shards(path, train_files, val_files)) {
-    // Streamed: mapped, read in order, never loaded whole.
+    // Streamed: read from disk in order, never loaded whole.
     TokenSplit split;
     split.train = TokenSource::map_shards(train_files);
     split.val = TokenSource::map_shards(val_files);
     split.sequential = true;
-    check_source_vocab(split.train, options.vocab_size, path + " (train shards)");
-    check_source_vocab(split.val, options.vocab_size, path + " (val shards)");
+    // Without tokenizer.json the folder's vocabulary is unknown: say so where it matters.
+    std::error_code ec;
+    const std::string hint = fs::exists(fs::path(path) / "tokenizer.json", ec)
+                                 ? ""
+                                 : "; the folder has no tokenizer.json to give the vocabulary";
+    check_source_vocab(split.train, options.vocab_size, path + " (train shards" + hint + ")");
+    check_source_vocab(split.val, options.vocab_size, path + " (val shards" + hint + ")");
     if (split.train.size() == 0 || split.val.size() == 0)
       throw std::runtime_error(path + ": the train or val shards hold no tokens");
     split.description = path + ": prepared shards, " + millions(split.train.size()) +
                         " tokens in " + std::to_string(train_files.size()) + " train shard(s), " +
                         millions(split.val.size()) + " in " + std::to_string(val_files.size()) +
-                        " val shard(s), read in order through memory maps";
+                        " val shard(s), read in order from disk";
     return split;
   }
   TokenStream stream = read_token_stream(path, options.vocab_size, options.tokenizer);

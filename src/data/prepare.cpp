@@ -83,7 +83,7 @@ PrepareResult prepare_shards(const PrepareOptions& o) {
   std::size_t done = 0;
   const std::size_t block = std::max<std::size_t>(o.block_bytes, 1);
   for (const fs::path& f : files) {
-    const std::string text = io::read_file(f.string());
+    const std::string text = io::read_file(f.string(), io::kNoLimit);
     if (r.documents > 0 && t.eot_id()) all.push_back(*t.eot_id());  // between documents
     ++r.documents;
     for (std::size_t at = 0; at < text.size();) {

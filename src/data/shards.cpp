@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "whtlm/data.hpp"
+#include "whtlm/io.hpp"
 
 namespace whtlm::data {
 namespace {
@@ -37,59 +38,11 @@ void store_i32(unsigned char* p, std::int32_t v) {
   throw std::runtime_error(path + ": " + what);
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
 }  // namespace
 
 std::vector<std::int32_t> read_llmc_shard(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open: " + errno_text());
-  std::error_code ec;
-  const std::uintmax_t size = fs::file_size(path, ec);
-  if (ec) fail(path, "cannot get the file size: " + ec.message());
-
-  if (size < kLlmcHeaderBytes) {
-    fail(path, "truncated: " + std::to_string(size) + " bytes, shorter than the " +
-                   std::to_string(kLlmcHeaderBytes) + "-byte header of an llm.c token shard");
-  }
-  std::array<unsigned char, kLlmcHeaderBytes> header{};
-  if (!in.read(reinterpret_cast<char*>(header.data()), header.size())) {
-    fail(path, "cannot read the header: " + errno_text());
-  }
-  const std::int32_t magic = load_i32(&header[0]);
-  const std::int32_t version = load_i32(&header[4]);
-  const std::int32_t count = load_i32(&header[8]);
-  if (magic != kLlmcMagic) {
-    fail(path, "bad magic " + std::to_string(magic) + " (expected " + std::to_string(kLlmcMagic) +
-                   "): not an llm.c token shard");
-  }
-  if (version != kLlmcVersion) {
-    fail(path, "bad version " + std::to_string(version) + " (expected " +
-                   std::to_string(kLlmcVersion) + ": uint16 tokens)");
-  }
-  if (count < 0) fail(path, "bad token count " + std::to_string(count) + " (negative)");
-  const std::uintmax_t expected = kLlmcHeaderBytes + 2 * static_cast<std::uintmax_t>(count);
-  if (size != expected) {
-    fail(path, std::string(size < expected ? "truncated" : "size mismatch") +
-                   ": the header's token count " + std::to_string(count) + " needs " +
-                   std::to_string(expected) + " bytes, but the file has " + std::to_string(size));
-  }
-
-  // Decode in blocks so the raw bytes never need a second full-size buffer.
-  std::vector<std::int32_t> tokens(static_cast<std::size_t>(count));
-  std::vector<unsigned char> block(std::size_t{1} << 20);
-  std::size_t done = 0;
-  while (done < tokens.size()) {
-    const std::size_t n = std::min(tokens.size() - done, block.size() / 2);
-    if (!in.read(reinterpret_cast<char*>(block.data()), static_cast<std::streamsize>(2 * n))) {
-      fail(path, "read error after " + std::to_string(done) + " tokens: " + errno_text());
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-      tokens[done + i] = static_cast<std::int32_t>(block[2 * i] | block[2 * i + 1] << 8);
-    }
-    done += n;
-  }
-  return tokens;
+  // One reader for shards: the one training streams through (token_source.cpp).
+  return TokenSource::map_shards({path}).to_vector();
 }
 
 void write_llmc_shard(const std::string& path, std::span<const std::int32_t> tokens) {
@@ -102,17 +55,12 @@ void write_llmc_shard(const std::string& path, std::span<const std::int32_t> tok
                      " does not fit an llm.c shard (ids must be 0..65535)");
     }
   }
-
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(tmp, "cannot create: " + errno_text());
+  io::write_file_atomic_with(path, [&](io::AtomicWriter& out) {
     std::array<unsigned char, kLlmcHeaderBytes> header{};
     store_i32(&header[0], kLlmcMagic);
     store_i32(&header[4], kLlmcVersion);
     store_i32(&header[8], static_cast<std::int32_t>(tokens.size()));
-    out.write(reinterpret_cast<const char*>(header.data()), header.size());
-
+    out.write(header.data(), header.size());
     std::vector<unsigned char> block(std::size_t{1} << 20);
     for (std::size_t done = 0; done < tokens.size();) {
       const std::size_t n = std::min(tokens.size() - done, block.size() / 2);
@@ -121,24 +69,10 @@ void write_llmc_shard(const std::string& path, std::span<const std::int32_t> tok
         block[2 * i] = static_cast<unsigned char>(t);
         block[2 * i + 1] = static_cast<unsigned char>(t >> 8);
       }
-      out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(2 * n));
+      out.write(block.data(), 2 * n);
       done += n;
     }
-    out.close();
-    if (!out) {
-      const std::string why = errno_text();
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      fail(tmp, "write error: " + why);
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    fail(path, "cannot rename " + tmp + " into place: " + ec.message());
-  }
+  });
 }
 
 bool looks_like_llmc_shard(const std::string& path) {

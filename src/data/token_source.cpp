@@ -1,9 +1,4 @@
-// TokenSource: token ids in memory, or llm.c shards read through memory maps.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
+// TokenSource: token ids in memory, or llm.c shards read from disk as needed.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -12,24 +7,20 @@
 #include <vector>
 
 #include "whtlm/data.hpp"
+#include "whtlm/io.hpp"
 
 namespace whtlm::data {
 
-// The mapped shards: each file's tokens (little-endian uint16 after the header) and
-// the index of its first token in the whole sequence.
+// The shards: each file, open, with its token count and the index of its first token in
+// the whole sequence. Tokens are read by offset (pread), not through a memory map, so a
+// shard truncated while training gives an error naming it instead of a SIGBUS; the
+// page cache still serves repeated reads, and shards larger than memory work.
 struct TokenSource::Mapped {
   struct Shard {
-    std::string path;
-    void* base = nullptr;
-    std::size_t bytes = 0;
-    const unsigned char* tokens = nullptr;
+    io::InputFile file;
     std::size_t count = 0, first = 0;
   };
   std::vector<Shard> shards;
-  ~Mapped() {
-    for (Shard& s : shards)
-      if (s.base != nullptr) munmap(s.base, s.bytes);
-  }
 };
 
 namespace {
@@ -38,6 +29,34 @@ std::int32_t le_i32(const unsigned char* p) {
   return static_cast<std::int32_t>(
       static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
       static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24);
+}
+
+// The token count of an llm.c shard, from its header, checked against the file size.
+std::size_t shard_token_count(const io::InputFile& f) {
+  const std::string& path = f.path();
+  const std::uint64_t bytes = f.size();
+  if (bytes < kLlmcHeaderBytes)
+    throw std::runtime_error(path + ": truncated: " + std::to_string(bytes) +
+                             " bytes, shorter than the " + std::to_string(kLlmcHeaderBytes) +
+                             "-byte header of an llm.c token shard");
+  unsigned char h[12];
+  f.read_at(0, h, sizeof h);
+  const std::int32_t magic = le_i32(h), version = le_i32(h + 4), count = le_i32(h + 8);
+  if (magic != kLlmcMagic)
+    throw std::runtime_error(path + ": bad magic " + std::to_string(magic) + " (expected " +
+                             std::to_string(kLlmcMagic) + "): not an llm.c token shard");
+  if (version != kLlmcVersion)
+    throw std::runtime_error(path + ": bad version " + std::to_string(version) + " (expected " +
+                             std::to_string(kLlmcVersion) + ": uint16 tokens)");
+  if (count < 0)
+    throw std::runtime_error(path + ": bad token count " + std::to_string(count) + " (negative)");
+  const std::uint64_t expected = kLlmcHeaderBytes + 2 * std::uint64_t(count);
+  if (expected != bytes)
+    throw std::runtime_error(path + ": " + (bytes < expected ? "truncated" : "size mismatch") +
+                             ": the header's token count " + std::to_string(count) + " needs " +
+                             std::to_string(expected) + " bytes, but the file has " +
+                             std::to_string(bytes));
+  return std::size_t(count);
 }
 
 }  // namespace
@@ -50,42 +69,10 @@ TokenSource TokenSource::map_shards(const std::vector<std::string>& paths) {
   auto m = std::make_shared<Mapped>();
   std::size_t total = 0;
   for (const std::string& path : paths) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    if (fstat(fd, &st) != 0) {
-      close(fd);
-      throw std::runtime_error(path + ": cannot get the file size: " + std::strerror(errno));
-    }
-    const auto bytes = static_cast<std::size_t>(st.st_size);
-    if (bytes < kLlmcHeaderBytes) {
-      close(fd);
-      throw std::runtime_error(path + ": truncated: " + std::to_string(bytes) +
-                               " bytes, shorter than the " + std::to_string(kLlmcHeaderBytes) +
-                               "-byte header of an llm.c token shard");
-    }
-    void* base = mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (base == MAP_FAILED)
-      throw std::runtime_error(path + ": cannot map: " + std::strerror(errno));
-    Mapped::Shard s{path, base, bytes, nullptr, 0, total};
-    m->shards.push_back(s);  // owned by m from here: unmapped on any error below
-    const auto* h = static_cast<const unsigned char*>(base);
-    const std::int32_t magic = le_i32(h), version = le_i32(h + 4), count = le_i32(h + 8);
-    if (magic != kLlmcMagic)
-      throw std::runtime_error(path + ": bad magic " + std::to_string(magic) + " (expected " +
-                               std::to_string(kLlmcMagic) + "): not an llm.c token shard");
-    if (version != kLlmcVersion)
-      throw std::runtime_error(path + ": bad version " + std::to_string(version) + " (expected " +
-                               std::to_string(kLlmcVersion) + ": uint16 tokens)");
-    if (count < 0 || kLlmcHeaderBytes + 2 * std::size_t(count) != bytes)
-      throw std::runtime_error(
-          path + ": the header's token count " + std::to_string(count) +
-          " does not match the file size " + std::to_string(bytes) +
-          (bytes < kLlmcHeaderBytes + 2 * std::size_t(std::max(count, 0)) ? " (truncated)" : ""));
-    m->shards.back().tokens = h + kLlmcHeaderBytes;
-    m->shards.back().count = std::size_t(count);
-    total += std::size_t(count);
+    io::InputFile f(path);
+    const std::size_t count = shard_token_count(f);
+    m->shards.push_back({std::move(f), count, total});
+    total += count;
   }
   TokenSource t;
   t.mapped_ = std::move(m);
@@ -112,8 +99,11 @@ void TokenSource::read(std::size_t offset, std::size_t n, std::int32_t* out) con
     const Mapped::Shard& s = shards[i];
     const std::size_t at = offset - s.first;
     const std::size_t take = std::min(n, s.count - at);
-    const unsigned char* p = s.tokens + 2 * at;
-    for (std::size_t k = 0; k < take; ++k) out[k] = std::int32_t(p[2 * k] | p[2 * k + 1] << 8);
+    // Read into the tail of `out` (2 bytes a token), then widen from the front: each
+    // int32 written lies at or before the bytes still to be read.
+    auto* raw = reinterpret_cast<unsigned char*>(out) + 2 * take;
+    s.file.read_at(kLlmcHeaderBytes + 2 * std::uint64_t(at), raw, 2 * take);
+    for (std::size_t k = 0; k < take; ++k) out[k] = std::int32_t(raw[2 * k] | raw[2 * k + 1] << 8);
     out += take;
     offset += take;
     n -= take;

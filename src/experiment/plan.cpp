@@ -1,11 +1,16 @@
 // Experiment plans: the built-in ones, scaling, validation and the JSON config file.
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
+#include "io/json_read.hpp"
 #include "whtlm/experiment.hpp"
+#include "whtlm/limits.hpp"
 
 namespace whtlm::experiment {
 namespace {
@@ -32,25 +37,44 @@ Size llama_size(int layers, int d_model, int heads, int seeds) {
   return s;
 }
 
-// Reads field `key` of object `j` into `out` when present; a value of the wrong type
-// throws naming the field.
+// Field readers: a value of the wrong type, out of its bound (whtlm/limits.hpp, the same
+// bounds the command line uses) or not an integer where one is needed throws naming
+// the field.
 template <class T>
-void read(const json& j, const char* key, T& out, const std::string& where) {
-  const auto it = j.find(key);
-  if (it == j.end()) return;
-  try {
-    out = it->template get<T>();
-  } catch (const json::exception&) {
-    throw std::invalid_argument(where + "." + key + ": wrong type (" + it->dump() + ")");
+void read_number(const io::JsonObject& j, const char* key, const Bound& b, T& out) {
+  if (!j.has(key)) return;
+  if constexpr (std::is_integral_v<T>)
+    out = j.integer<T>(key, b);
+  else
+    out = static_cast<T>(j.number(key, b));
+}
+
+void read_string(const io::JsonObject& j, const char* key, std::string& out) {
+  if (j.has(key)) out = j.string(key);
+}
+
+void read_list(const io::JsonObject& j, const char* key, const Bound& b, std::vector<int>& out) {
+  if (!j.has(key)) return;
+  const json& v = j.at(key);
+  if (!v.is_array()) j.fail(key, "expected an array of numbers");
+  out.clear();
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const std::string where = j.where(std::string(key) + "[" + std::to_string(i) + "]");
+    if (!v[i].is_number()) throw std::runtime_error(where + ": expected " + describe(b));
+    try {
+      out.push_back(static_cast<int>(check_bound(b, v[i].get<double>(), where)));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(e.what());
+    }
   }
 }
 
-void reject_unknown(const json& j, const std::set<std::string>& known, const std::string& where) {
-  for (auto it = j.begin(); it != j.end(); ++it)
+void reject_unknown(const io::JsonObject& o, const std::set<std::string>& known) {
+  for (auto it = o.raw().begin(); it != o.raw().end(); ++it)
     if (!known.count(it.key())) {
       std::string list;
       for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
-      throw std::invalid_argument(where + "." + it.key() + ": unknown field (known: " + list + ")");
+      o.fail(it.key(), "unknown field (known: " + list + ")");
     }
 }
 
@@ -82,9 +106,10 @@ Plan builtin_plan(const std::string& name) {
 }
 
 Plan scaled(Plan plan, double factor) {
-  if (!(factor >= 1) || !std::isfinite(factor))
-    throw std::invalid_argument("--scale must be a number >= 1, got " + std::to_string(factor));
-  plan.tokens = static_cast<std::int64_t>(std::llround(double(plan.tokens) * factor));
+  check_bound(limits::scale, factor, "--scale");
+  const double tokens = std::round(double(plan.tokens) * factor);
+  check_bound(limits::tokens, tokens, "--scale: the plan's tokens");
+  plan.tokens = static_cast<std::int64_t>(tokens);
   plan.eval_every = static_cast<std::int64_t>(std::llround(double(plan.eval_every) * factor));
   return plan;
 }
@@ -105,8 +130,13 @@ void validate(const Plan& p) {
       c.projection = proj;
       try {
         c.validate();
-      } catch (const std::invalid_argument& e) {
-        throw std::invalid_argument(where + ": " + e.what());
+      } catch (const ConfigError& e) {
+        throw std::invalid_argument(where + "." +
+                                    renamed(e, {{"n_layer", "layers"},
+                                                {"n_head", "heads"},
+                                                {"n_kv_head", "kv_heads"},
+                                                {"max_seq", "context"},
+                                                {"vocab_size", "vocab"}}));
       }
     }
     if (s.model.max_seq < p.seq)
@@ -127,7 +157,18 @@ void validate(const Plan& p) {
     if (b < 1) throw std::invalid_argument("experiment plan: bench.batches: values must be >= 1");
   for (int l : p.bench_prompts)
     if (l < 1) throw std::invalid_argument("experiment plan: bench.prompts: values must be >= 1");
-  if (p.threads < 0) throw std::invalid_argument("experiment plan: threads: must be >= 0");
+  check_bound(limits::threads, p.threads, "experiment plan: threads");
+  check_bound(limits::tokens, double(p.tokens), "experiment plan: tokens");
+  check_bound(limits::batch, p.batch, "experiment plan: batch");
+  check_bound(limits::seq, p.seq, "experiment plan: seq");
+  check_bound(limits::lr, p.lr, "experiment plan: lr");
+  check_bound(limits::every, double(p.eval_every), "experiment plan: eval_every");
+  check_bound(limits::max_prefill_tokens, p.bench_max_prefill_tokens,
+              "experiment plan: bench.max_prefill_tokens");
+  if (p.steps() > std::int64_t(limits::steps.max))
+    throw std::invalid_argument("experiment plan: tokens: " + std::to_string(p.tokens) +
+                                " tokens are more than " + std::to_string(limits::steps.max) +
+                                " steps of batch x seq");
 }
 
 std::string plan_to_json(const Plan& p) {
@@ -168,99 +209,88 @@ std::string plan_to_json(const Plan& p) {
 }
 
 Plan plan_from_json(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(source + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw std::invalid_argument(source + ": expected a JSON object");
+  const json doc = io::parse_json(text, source);
+  const io::JsonObject j(doc, source);
   reject_unknown(
-      j,
-      {"sizes", "projections", "tokens", "batch", "seq", "lr", "eval_every", "eval_batches",
-       "first_seed", "data", "val_data", "tokenizer", "bench", "threads"},
-      source);
+      j, {"sizes", "projections", "tokens", "batch", "seq", "lr", "eval_every", "eval_batches",
+          "first_seed", "data", "val_data", "tokenizer", "bench", "threads"});
   Plan p = builtin_plan("default");
-  if (j.contains("sizes")) {
-    if (!j["sizes"].is_array()) throw std::invalid_argument(source + ".sizes: expected an array");
+  if (j.has("sizes")) {
+    const json& sizes = j.at("sizes");
+    if (!sizes.is_array()) j.fail("sizes", "expected an array");
     p.sizes.clear();
-    for (std::size_t i = 0; i < j["sizes"].size(); ++i) {
-      const json& e = j["sizes"][i];
-      const std::string where = source + ".sizes[" + std::to_string(i) + "]";
-      if (!e.is_object()) throw std::invalid_argument(where + ": expected an object");
-      reject_unknown(e,
-                     {"name", "preset", "family", "layers", "d_model", "heads", "kv_heads", "d_ff",
-                      "context", "vocab", "seeds"},
-                     where);
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const io::JsonObject e(sizes[i], source, "sizes[" + std::to_string(i) + "]");
+      reject_unknown(e, {"name", "preset", "family", "layers", "d_model", "heads", "kv_heads",
+                         "d_ff", "context", "vocab", "seeds"});
       Size s = llama_size(4, 128, 2, 1);
       std::string base, family;
-      read(e, "preset", base, where);
+      read_string(e, "preset", base);
       if (!base.empty()) {
         try {
           s.model = preset(base);
         } catch (const std::invalid_argument& err) {
-          throw std::invalid_argument(where + ".preset: " + err.what());
+          e.fail("preset", err.what());
         }
         s.name = base;
       }
-      read(e, "family", family, where);
+      read_string(e, "family", family);
       if (!family.empty()) {
         try {
           s.model.family = parse_family(family);
         } catch (const std::invalid_argument& err) {
-          throw std::invalid_argument(where + ".family: " + err.what());
+          e.fail("family", err.what());
         }
         if (s.model.family == Family::gpt2) s.model.n_kv_head = s.model.n_head;
       }
-      read(e, "layers", s.model.n_layer, where);
-      read(e, "d_model", s.model.d_model, where);
-      if (e.contains("heads")) {
-        read(e, "heads", s.model.n_head, where);
+      read_number(e, "layers", limits::n_layer, s.model.n_layer);
+      read_number(e, "d_model", limits::d_model, s.model.d_model);
+      if (e.has("heads")) {
+        read_number(e, "heads", limits::n_head, s.model.n_head);
         s.model.n_kv_head = s.model.n_head;
       }
-      read(e, "kv_heads", s.model.n_kv_head, where);
-      read(e, "d_ff", s.model.d_ff, where);
-      read(e, "context", s.model.max_seq, where);
-      read(e, "vocab", s.model.vocab_size, where);
-      read(e, "seeds", s.seeds, where);
+      read_number(e, "kv_heads", limits::n_head, s.model.n_kv_head);
+      read_number(e, "d_ff", limits::d_ff, s.model.d_ff);
+      read_number(e, "context", limits::context, s.model.max_seq);
+      read_number(e, "vocab", limits::vocab_size, s.model.vocab_size);
+      read_number(e, "seeds", limits::seeds, s.seeds);
       if (base.empty()) s.name = shape_name(s.model.n_layer, s.model.d_model);
-      read(e, "name", s.name, where);
+      read_string(e, "name", s.name);
       p.sizes.push_back(s);
     }
   }
-  if (j.contains("projections")) {
-    std::vector<std::string> names;
-    read(j, "projections", names, source);
+  if (j.has("projections")) {
+    const json& v = j.at("projections");
+    if (!v.is_array()) j.fail("projections", "expected an array of names");
     p.projections.clear();
-    for (const std::string& n : names) {
+    for (const json& n : v) {
+      if (!n.is_string()) j.fail("projections", "expected names, found " + n.dump());
       try {
-        p.projections.push_back(parse_projection(n));
+        p.projections.push_back(parse_projection(n.get<std::string>()));
       } catch (const std::invalid_argument& e) {
-        throw std::invalid_argument(source + ".projections: " + e.what());
+        j.fail("projections", e.what());
       }
     }
   }
-  read(j, "tokens", p.tokens, source);
-  read(j, "batch", p.batch, source);
-  read(j, "seq", p.seq, source);
-  read(j, "lr", p.lr, source);
-  read(j, "eval_every", p.eval_every, source);
-  read(j, "eval_batches", p.eval_batches, source);
-  read(j, "first_seed", p.first_seed, source);
-  read(j, "data", p.data.path, source);
-  read(j, "val_data", p.data.val_path, source);
-  read(j, "tokenizer", p.data.tokenizer, source);
-  read(j, "threads", p.threads, source);
-  if (j.contains("bench")) {
-    const json& b = j["bench"];
-    const std::string where = source + ".bench";
-    if (!b.is_object()) throw std::invalid_argument(where + ": expected an object");
-    reject_unknown(b, {"batches", "prompts", "decode", "repetitions", "max_prefill_tokens"}, where);
-    read(b, "batches", p.bench_batches, where);
-    read(b, "prompts", p.bench_prompts, where);
-    read(b, "decode", p.bench_decode, where);
-    read(b, "repetitions", p.bench_repetitions, where);
-    read(b, "max_prefill_tokens", p.bench_max_prefill_tokens, where);
+  read_number(j, "tokens", limits::tokens, p.tokens);
+  read_number(j, "batch", limits::batch, p.batch);
+  read_number(j, "seq", limits::seq, p.seq);
+  read_number(j, "lr", limits::lr, p.lr);
+  read_number(j, "eval_every", limits::every, p.eval_every);
+  read_number(j, "eval_batches", limits::eval_batches, p.eval_batches);
+  if (j.has("first_seed")) p.first_seed = j.unsigned_integer("first_seed");
+  read_string(j, "data", p.data.path);
+  read_string(j, "val_data", p.data.val_path);
+  read_string(j, "tokenizer", p.data.tokenizer);
+  read_number(j, "threads", limits::threads, p.threads);
+  if (j.has("bench")) {
+    const io::JsonObject b = j.object("bench");
+    reject_unknown(b, {"batches", "prompts", "decode", "repetitions", "max_prefill_tokens"});
+    read_list(b, "batches", limits::batch, p.bench_batches);
+    read_list(b, "prompts", limits::seq, p.bench_prompts);
+    read_number(b, "decode", limits::decode_steps, p.bench_decode);
+    read_number(b, "repetitions", limits::repetitions, p.bench_repetitions);
+    read_number(b, "max_prefill_tokens", limits::max_prefill_tokens, p.bench_max_prefill_tokens);
   }
   try {
     validate(p);

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/json_read.hpp"
 #include "whtlm/experiment.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/perf.hpp"
@@ -97,12 +98,8 @@ void open_experiment(const Options& o, const std::string& plan_json) {
   const json plan = json::parse(plan_json);
   json doc;
   if (fs::exists(path)) {
-    try {
-      doc = json::parse(io::read_file(path));
-    } catch (const json::exception& e) {
-      throw std::runtime_error(path + ": not valid JSON: " + e.what());
-    }
-    if (!doc.contains("plan"))
+    doc = io::parse_json(io::read_file(path), path);
+    if (!doc.is_object() || !doc.contains("plan"))
       throw std::runtime_error(path + ": has no 'plan' field; not an experiment folder");
     const std::string d = first_difference(doc["plan"], plan, "plan");
     if (!d.empty())
@@ -124,6 +121,31 @@ void open_experiment(const Options& o, const std::string& plan_json) {
             json::array({{{"command", o.command_line}, {"commit", report::build_commit()}}})}};
   }
   io::write_file_atomic(path, doc.dump(2) + "\n");
+}
+
+// Every run folder the plan will use is either a run whtlm started (it has
+// train_state.json from its first instant), an empty folder or absent; anything else is
+// the user's. Checked before anything is written, so a refusal changes nothing.
+void check_run_folders(const Options& o) {
+  const Plan& p = o.plan;
+  for (const Size& s : p.sizes)
+    for (int k = 0; k < s.seeds; ++k)
+      for (Projection proj : p.projections) {
+        const std::string dir = path_in(path_in(o.out, "runs"),
+                                        run_name(s.name, proj, p.first_seed + std::uint64_t(k)));
+        std::error_code ec;
+        if (!fs::exists(dir, ec) || fs::exists(path_in(dir, "train_state.json"), ec)) continue;
+        if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) continue;
+        std::string entry;
+        if (fs::is_directory(dir, ec))
+          for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+            entry = " (" + e.path().filename().string() + ", ...)";
+            break;
+          }
+        throw std::runtime_error(dir + ": holds files" + entry +
+                                 " but no train_state.json, so it is not a whtlm run; move it "
+                                 "out of the way (nothing was changed)");
+      }
 }
 
 TrainOptions train_options(const Plan& p, const Size& s, Projection proj, std::uint64_t seed,
@@ -153,6 +175,7 @@ Result run(const Options& o) {
   if (o.out.empty()) throw std::invalid_argument("experiment: --out is required");
   const auto start = Clock::now();
   auto since_start = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  check_run_folders(o);
   fs::create_directories(o.out);
   open_experiment(o, plan_to_json(p));
   fs::create_directories(path_in(o.out, "runs"));
@@ -174,8 +197,9 @@ Result run(const Options& o) {
         const std::uint64_t seed = p.first_seed + std::uint64_t(k);
         const std::string name = run_name(s.name, proj, seed);
         const std::string dir = path_in(path_in(o.out, "runs"), name);
+        std::error_code ec;
         const std::int64_t done =
-            fs::exists(path_in(dir, "train_state.json")) ? read_run_state(dir).step : -1;
+            fs::exists(path_in(dir, "train_state.json"), ec) ? read_run_state(dir).step : -1;
         char head_buf[64];
         std::snprintf(head_buf, sizeof head_buf, "[%d/%d] ", index, total);
         const std::string head = head_buf + name;
@@ -192,7 +216,6 @@ Result run(const Options& o) {
           in_child(name, [&] { resume(dir, 0, live); });
           ++r.runs_resumed;
         } else {
-          fs::remove_all(dir);  // a run killed before its first checkpoint starts over
           TrainOptions t = train_options(p, s, proj, seed, dir);
           t.progress = live;
           in_child(name, [&] { train(t); });
@@ -240,6 +263,7 @@ Result run(const Options& o) {
     const report::Data data = report::load({o.out});
     report::WriteOptions w;
     w.out_dir = path_in(o.out, "report");
+    w.force = true;  // the experiment's own folder
     w.command_line = o.command_line;
     w.commit = report::build_commit();
     const report::Written written = report::write(data, w);

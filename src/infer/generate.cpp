@@ -7,6 +7,7 @@
 #include <string>
 
 #include "whtlm/infer.hpp"
+#include "whtlm/limits.hpp"
 
 namespace whtlm {
 namespace {
@@ -30,6 +31,16 @@ double uniform(std::uint64_t seed, std::uint64_t sequence, std::uint64_t draw) {
 std::int32_t sample_token(std::span<float> logits, std::span<const std::int32_t> history,
                           const SamplingOptions& o, std::uint64_t sequence, std::uint64_t draw) {
   const std::size_t V = logits.size();
+  // A NaN temperature or logit would order the candidates arbitrarily (NaN compares
+  // false), and sampling would quietly pick nonsense.
+  check_bound(limits::temperature, o.temperature, "temperature");
+  check_bound(limits::top_p, o.top_p, "top_p");
+  check_bound(limits::repetition_penalty, o.repetition_penalty, "repetition_penalty");
+  for (std::size_t i = 0; i < V; ++i)
+    if (std::isnan(logits[i]))
+      throw std::runtime_error("sequence " + std::to_string(sequence) + ", token " +
+                               std::to_string(draw + 1) + ": the model produced a NaN logit (id " +
+                               std::to_string(i) + "); its weights or activations overflowed");
   if (o.repetition_penalty != 1.0f) {
     // Hugging Face's rule: a logit of a token already present is divided by the
     // penalty when positive, multiplied when negative.
@@ -93,13 +104,15 @@ std::vector<Generation> run_generation(const ModelConfig& config, const SessionF
                                        const GenerateOptions& o, GenerateStats* stats,
                                        const std::function<void(int, std::int32_t)>& on_token) {
   if (prompts.empty()) throw std::invalid_argument("no prompts");
-  if (o.max_new_tokens < 0) throw std::invalid_argument("--max-new-tokens must be >= 0");
-  if (o.sampling.top_p <= 0.0f || o.sampling.top_p > 1.0f)
-    throw std::invalid_argument("--top-p must be in (0, 1]");
-  if (o.sampling.top_k < 0) throw std::invalid_argument("--top-k must be >= 0");
-  if (o.sampling.temperature < 0.0f) throw std::invalid_argument("--temperature must be >= 0");
-  if (!(o.sampling.repetition_penalty > 0.0f))
-    throw std::invalid_argument("--repetition-penalty must be positive");
+  check_bound(limits::max_new_tokens, o.max_new_tokens, "--max-new-tokens");
+  check_bound(limits::top_p, o.sampling.top_p, "--top-p");
+  check_bound(limits::top_k, o.sampling.top_k, "--top-k");
+  check_bound(limits::temperature, o.sampling.temperature, "--temperature");
+  check_bound(limits::repetition_penalty, o.sampling.repetition_penalty, "--repetition-penalty");
+  if (o.eos_token < -1 || o.eos_token >= config.vocab_size)
+    throw std::invalid_argument("--eos " + std::to_string(o.eos_token) +
+                                " is outside the vocabulary of " +
+                                std::to_string(config.vocab_size) + " tokens (-1: none)");
   std::size_t longest = 0;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     if (prompts[i].empty())
@@ -138,7 +151,7 @@ std::vector<Generation> run_generation(const ModelConfig& config, const SessionF
       const int s = active[i];
       std::copy_n(logits.begin() + static_cast<std::ptrdiff_t>(i * V), V, row.begin());
       const std::int32_t t = sample_token(row, history[std::size_t(s)], o.sampling,
-                                          std::uint64_t(s), std::uint64_t(step));
+                                          o.first_sequence + std::uint64_t(s), std::uint64_t(step));
       Generation& g = out[std::size_t(s)];
       g.tokens.push_back(t);
       history[std::size_t(s)].push_back(t);

@@ -2,12 +2,14 @@
 // packed rows of several sequences at their own positions, with keys and values
 // kept in a cache instead of recomputed. Nothing is kept for a backward pass.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "backend/backend.hpp"
 #include "backend/cpu/blas.hpp"
+#include "model/memory.hpp"
 #include "model/projection.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/transformer.hpp"
@@ -59,6 +61,20 @@ struct InferenceSession::Impl {
         std::size_t(batch),
         std::min<std::size_t>(std::size_t(chunk_rows), std::size_t(batch) * len));
     cache_shape = {std::size_t(c.n_head), std::size_t(c.n_kv_head), hd, std::size_t(len)};
+    // Planned before anything is allocated, in double (no overflow at absurd shapes).
+    const double kv = 2.0 * 4 * c.n_layer * double(batch) * c.n_kv_head * double(len) * double(hd);
+    const double activations =
+        4.0 * double(chunk) * (3.0 * double(d) + double(qkvd) + double(fc_width) + double(ff) + 4) +
+        4.0 * double(batch) * double(V) * 2;
+    const double per_sequence = kv / batch + 8.0 * double(V);
+    const double room = double(be.memory_available()) - activations;
+    const double fit = room > 0 ? std::floor(room / per_sequence) : 0;
+    model::require_memory(
+        be, "inference at batch " + std::to_string(batch) + " x " + std::to_string(len) + " tokens",
+        {{"KV cache", kv}, {"activations and logits", activations}},
+        fit >= 1 ? "at this length, batch " +
+                       std::to_string(static_cast<long long>(std::min(fit, 65536.0))) + " would fit"
+                 : "a shorter context (--max-new-tokens, prompt) would fit");
     cache_layer = std::size_t(batch) * c.n_kv_head * std::size_t(len) * hd;
     k_cache = DeviceArray<float>(be, cache_layer * c.n_layer);
     v_cache = DeviceArray<float>(be, cache_layer * c.n_layer);

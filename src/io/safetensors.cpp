@@ -1,7 +1,7 @@
-// safetensors reading (memory-mapped, validated on open) and writing (streamed through an atomic
-// temp file). The format: u64 little-endian header length N, N bytes of JSON, then the data.
+// safetensors reading (header validated on open, tensors read by offset) and writing
+// (streamed through an atomic temp file). The format: u64 little-endian header length N,
+// N bytes of JSON, then the data.
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,123 +167,78 @@ std::size_t TensorInfo::numel() const {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail(path, std::string("cannot stat: ") + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
-  const auto size = static_cast<std::size_t>(st.st_size);
+SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path), file_(path) {
+  const std::uint64_t size = file_.size();
   if (size < 8) {
-    ::close(fd);
     fail(path, "file is " + std::to_string(size) +
                    " bytes, too short for the 8-byte header length of a safetensors file");
   }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int map_err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (m == MAP_FAILED) fail(path, std::string("cannot mmap: ") + std::strerror(map_err));
-  map_ = static_cast<const unsigned char*>(m);
-  map_size_ = size;
+  unsigned char len[8];
+  file_.read_at(0, len, sizeof len);
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len[i];
+  const std::uint64_t room = size - 8;
+  if (header_len > room) {
+    fail(path, "header length " + std::to_string(header_len) + " goes past the end of the file (" +
+                   std::to_string(room) + " bytes after the length field)");
+  }
+  // The format's reference reader refuses headers above 100 MB; so do we, before
+  // allocating for one.
+  constexpr std::uint64_t kMaxHeader = 100'000'000;
+  if (header_len > kMaxHeader)
+    fail(path, "header length " + std::to_string(header_len) + " is above the format's limit of " +
+                   std::to_string(kMaxHeader) + " bytes");
+  std::string text(static_cast<std::size_t>(header_len), '\0');
+  file_.read_at(8, text.data(), text.size());
+  json header = parse_header(path, text.data(), text.data() + text.size());
 
-  // From here on the destructor will not run if we throw, so unmap by hand on failure.
-  try {
-    std::uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | map_[i];
-    const std::size_t room = size - 8;
-    if (header_len > room) {
-      fail(path, "header length " + std::to_string(header_len) +
-                     " goes past the end of the file (" + std::to_string(room) +
-                     " bytes after the length field)");
-    }
-    const char* hbegin = reinterpret_cast<const char*>(map_ + 8);
-    json header = parse_header(path, hbegin, hbegin + header_len);
+  data_start_ = 8 + header_len;
+  const std::uint64_t data_size = room - header_len;
 
-    data_ = map_ + 8 + header_len;
-    const std::size_t data_size = room - static_cast<std::size_t>(header_len);
-
-    for (const auto& [key, value] : header.items()) {
-      if (key == kMetadataKey) {
-        if (!value.is_object()) fail(path, "\"__metadata__\" is not a JSON object");
-        for (const auto& [mk, mv] : value.items()) {
-          if (!mv.is_string()) {
-            fail(path, "\"__metadata__\" value of '" + mk + "' is not a string: " + mv.dump());
-          }
-          metadata_.emplace(mk, mv.get<std::string>());
+  for (const auto& [key, value] : header.items()) {
+    if (key == kMetadataKey) {
+      if (!value.is_object()) fail(path, "\"__metadata__\" is not a JSON object");
+      for (const auto& [mk, mv] : value.items()) {
+        if (!mv.is_string()) {
+          fail(path, "\"__metadata__\" value of '" + mk + "' is not a string: " + mv.dump());
         }
-        continue;
+        metadata_.emplace(mk, mv.get<std::string>());
       }
-      tensors_.emplace(key, parse_entry(path, key, value));
+      continue;
     }
-
-    // Bounds: report the largest end first, as "truncated" is the common failure.
-    std::vector<const TensorInfo*> by_offset;
-    std::size_t max_end = 0;
-    for (const auto& [name, t] : tensors_) {
-      by_offset.push_back(&t);
-      max_end = std::max(max_end, t.offset + t.nbytes);
-    }
-    if (max_end > data_size) {
-      fail(path, "truncated: header says " + std::to_string(max_end) +
-                     " bytes of tensor data, file has " + std::to_string(data_size));
-    }
-    // Overlaps: in offset order, each tensor must begin at or after the previous one's end.
-    // Empty tensors occupy no bytes and overlap nothing.
-    std::erase_if(by_offset, [](const TensorInfo* t) { return t->nbytes == 0; });
-    std::sort(by_offset.begin(), by_offset.end(),
-              [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
-    for (std::size_t i = 1; i < by_offset.size(); ++i) {
-      const TensorInfo& prev = *by_offset[i - 1];
-      const TensorInfo& cur = *by_offset[i];
-      if (cur.offset < prev.offset + prev.nbytes) {
-        fail(path, "tensors '" + prev.name + "' and '" + cur.name + "' overlap (bytes [" +
-                       std::to_string(prev.offset) + ", " +
-                       std::to_string(prev.offset + prev.nbytes) + ") and [" +
-                       std::to_string(cur.offset) + ", " + std::to_string(cur.offset + cur.nbytes) +
-                       "))");
-      }
-    }
-  } catch (...) {
-    unmap();
-    throw;
+    tensors_.emplace(key, parse_entry(path, key, value));
   }
-}
 
-SafetensorsReader::~SafetensorsReader() { unmap(); }
-
-SafetensorsReader::SafetensorsReader(SafetensorsReader&& other) noexcept
-    : path_(std::move(other.path_)),
-      metadata_(std::move(other.metadata_)),
-      tensors_(std::move(other.tensors_)),
-      map_(std::exchange(other.map_, nullptr)),
-      map_size_(std::exchange(other.map_size_, 0)),
-      data_(std::exchange(other.data_, nullptr)) {}
-
-SafetensorsReader& SafetensorsReader::operator=(SafetensorsReader&& other) noexcept {
-  if (this != &other) {
-    unmap();
-    path_ = std::move(other.path_);
-    metadata_ = std::move(other.metadata_);
-    tensors_ = std::move(other.tensors_);
-    map_ = std::exchange(other.map_, nullptr);
-    map_size_ = std::exchange(other.map_size_, 0);
-    data_ = std::exchange(other.data_, nullptr);
+  // Bounds: report the largest end first, as "truncated" is the common failure.
+  std::vector<const TensorInfo*> by_offset;
+  std::uint64_t max_end = 0;
+  for (const auto& [name, t] : tensors_) {
+    by_offset.push_back(&t);
+    std::uint64_t end = 0;
+    if (__builtin_add_overflow(std::uint64_t{t.offset}, std::uint64_t{t.nbytes}, &end))
+      end = ~std::uint64_t{0};
+    max_end = std::max(max_end, end);
   }
-  return *this;
-}
-
-void SafetensorsReader::unmap() noexcept {
-  if (map_) ::munmap(const_cast<unsigned char*>(map_), map_size_);
-  map_ = nullptr;
-  map_size_ = 0;
-  data_ = nullptr;
+  if (max_end > data_size) {
+    fail(path, "truncated: header says " + std::to_string(max_end) +
+                   " bytes of tensor data, file has " + std::to_string(data_size));
+  }
+  // Overlaps: in offset order, each tensor must begin at or after the previous one's end.
+  // Empty tensors occupy no bytes and overlap nothing.
+  std::erase_if(by_offset, [](const TensorInfo* t) { return t->nbytes == 0; });
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
+  for (std::size_t i = 1; i < by_offset.size(); ++i) {
+    const TensorInfo& prev = *by_offset[i - 1];
+    const TensorInfo& cur = *by_offset[i];
+    if (cur.offset < prev.offset + prev.nbytes) {
+      fail(path, "tensors '" + prev.name + "' and '" + cur.name + "' overlap (bytes [" +
+                     std::to_string(prev.offset) + ", " +
+                     std::to_string(prev.offset + prev.nbytes) + ") and [" +
+                     std::to_string(cur.offset) + ", " + std::to_string(cur.offset + cur.nbytes) +
+                     "))");
+    }
+  }
 }
 
 std::vector<std::string> SafetensorsReader::names() const {
@@ -303,8 +258,9 @@ const TensorInfo& SafetensorsReader::info(const std::string& name) const {
   return it->second;
 }
 
-const void* SafetensorsReader::data(const std::string& name) const {
-  return data_ + info(name).offset;
+void SafetensorsReader::read_bytes(const std::string& name, void* dst) const {
+  const TensorInfo& t = info(name);
+  if (t.nbytes > 0) file_.read_at(data_start_ + t.offset, dst, t.nbytes);
 }
 
 void SafetensorsReader::read_checked(const std::string& name, DType dtype,
@@ -314,7 +270,7 @@ void SafetensorsReader::read_checked(const std::string& name, DType dtype,
     fail(path_, "tensor '" + name + "': expected " + dtype_name(dtype) + " " + shape_string(shape) +
                     ", found " + dtype_name(t.dtype) + " " + shape_string(t.shape));
   }
-  if (t.nbytes > 0) std::memcpy(dst, data_ + t.offset, t.nbytes);
+  if (t.nbytes > 0) file_.read_at(data_start_ + t.offset, dst, t.nbytes);
 }
 
 void SafetensorsReader::read_f32(const std::string& name, const std::vector<std::int64_t>& shape,
@@ -330,8 +286,8 @@ void SafetensorsReader::read_i32(const std::string& name, const std::vector<std:
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+FileChecksum write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
   // Keys keep the caller's order in the header, which makes files easy to read by eye.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
@@ -372,7 +328,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   std::uint64_t n = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
 
-  write_file_atomic_with(path, [&](AtomicWriter& w) {
+  return write_file_atomic_with(path, [&](AtomicWriter& w) {
     w.write(len, sizeof len);
     w.write(text);
     for (std::size_t i = 0; i < tensors.size(); ++i) {

@@ -1,9 +1,11 @@
 // Model configuration: names, presets and validation.
+#include <cctype>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
 #include "whtlm/hadamard.hpp"
+#include "whtlm/limits.hpp"
 #include "whtlm/model.hpp"
 
 namespace whtlm {
@@ -53,6 +55,29 @@ Precision parse_precision(std::string_view name) {
                               "' (expected fp32 or bf16)");
 }
 
+std::string renamed(const ConfigError& e,
+                    const std::vector<std::pair<std::string, std::string>>& names) {
+  auto is_word = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; };
+  auto rename = [&](std::string text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size();) {
+      bool done = false;
+      if (i == 0 || !is_word(text[i - 1]))
+        for (const auto& [from, to] : names)
+          if (text.compare(i, from.size(), from) == 0 &&
+              (i + from.size() == text.size() || !is_word(text[i + from.size()]))) {
+            out += to;
+            i += from.size();
+            done = true;
+            break;
+          }
+      if (!done) out += text[i++];
+    }
+    return out;
+  };
+  return rename(e.field) + ": " + rename(e.why);
+}
+
 int default_d_ff(Family family, int d_model) {
   if (family == Family::gpt2) return 4 * d_model;
   const int hidden = 8 * d_model / 3;
@@ -63,18 +88,26 @@ int ModelConfig::ff() const { return d_ff > 0 ? d_ff : default_d_ff(family, d_mo
 
 void ModelConfig::validate() const {
   auto fail = [](const std::string& field, const std::string& why) {
-    throw std::invalid_argument("model config: " + field + ": " + why);
+    throw ConfigError(field, why);
   };
-  auto positive = [&](const char* field, long v) {
-    if (v < 1) fail(field, "must be at least 1, got " + std::to_string(v));
+  // The bounds every source of a config shares (whtlm/limits.hpp); check_bound's message
+  // names the value and the range.
+  auto bounded = [&](const char* field, const Bound& b, double v) {
+    try {
+      check_bound(b, v, "");
+    } catch (const std::invalid_argument& e) {
+      fail(field, std::string(e.what()).substr(2));  // without check_bound's ": " lead
+    }
   };
-  positive("n_layer", n_layer);
-  positive("d_model", d_model);
-  positive("n_head", n_head);
-  positive("n_kv_head", n_kv_head);
-  positive("vocab_size", vocab_size);
-  positive("max_seq", max_seq);
-  if (d_ff < 0) fail("d_ff", "must be 0 (family default) or positive, got " + std::to_string(d_ff));
+  bounded("n_layer", limits::n_layer, n_layer);
+  bounded("d_model", limits::d_model, d_model);
+  bounded("n_head", limits::n_head, n_head);
+  bounded("n_kv_head", limits::n_head, n_kv_head);
+  bounded("vocab_size", limits::vocab_size, vocab_size);
+  bounded("max_seq", limits::context, max_seq);
+  bounded("d_ff", limits::d_ff, d_ff);
+  bounded("norm_eps", limits::norm_eps, norm_eps);
+  if (family == Family::llama) bounded("rope_theta", limits::rope_theta, rope_theta);
   if (d_model % n_head != 0)
     fail("n_head", "d_model = " + std::to_string(d_model) +
                        " is not divisible by n_head = " + std::to_string(n_head));
@@ -87,9 +120,6 @@ void ModelConfig::validate() const {
   if (family == Family::llama && head_dim() % 2 != 0)
     fail("n_head", "rotary embeddings need an even head dimension, got d_model / n_head = " +
                        std::to_string(head_dim()));
-  if (!(norm_eps > 0)) fail("norm_eps", "must be positive");
-  if (family == Family::llama && !(rope_theta > 1)) fail("rope_theta", "must be above 1");
-  if (vocab_size > (1 << 24)) fail("vocab_size", "at most 2^24, got " + std::to_string(vocab_size));
   if (projection == Projection::wht && !hadamard_supported(static_cast<std::size_t>(d_model))) {
     try {
       check_hadamard_size(static_cast<std::size_t>(d_model));

@@ -3,6 +3,7 @@
 // src/backend/ops.hpp; the output projection is the seam in model/projection.hpp.
 #include "whtlm/transformer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/blas.hpp"
+#include "model/memory.hpp"
 #include "model/projection.hpp"
 
 namespace whtlm {
@@ -110,6 +112,23 @@ struct NormalStream {
   }
 };
 
+// An upper estimate of ArenaPlan's total, in floats, computed in double: a shape so
+// large that the exact size_t sums could overflow is refused on this figure instead.
+double activation_floats_bound(const ModelConfig& c, int batch, int seq) {
+  const double n = double(batch) * double(seq), d = c.d_model, L = c.n_layer, ff = c.ff();
+  const double widths = 6 * d + double(c.qkv_dim()) + 3 * ff + 8;
+  return n * ((L + 1) * widths + double(c.vocab_size) + 2 * double(c.qkv_dim()) + 6 * ff + 8) +
+         L * double(batch) * c.n_head * seq + 512.0 * (128.0 * seq + 64) + 16.0 * 40 * (L + 2);
+}
+
+// Activations beyond this are refused without computing the exact plan (4 EiB).
+constexpr double kMaxPlanBytes = 4.0 * 1024 * 1024 * 1024 * 1024 * 1024 * 1024;
+
+// "--batch 16, --seq 256", the options that set the shape.
+std::string shape_text(int batch, int seq) {
+  return "--batch " + std::to_string(batch) + ", --seq " + std::to_string(seq);
+}
+
 }  // namespace
 
 std::size_t activation_floats(const ModelConfig& config, int batch, int seq) {
@@ -142,12 +161,19 @@ struct Transformer::Impl {
   }
   bool on_host() const { return be.device() == Device::cpu; }
 
+  // The weights are planned before they are allocated.
+  static const ParamLayout& checked(const ParamLayout& layout, const Backend& be) {
+    model::require_memory(be, "the model (" + describe(layout.config()) + ")",
+                          {{"weights", 4.0 * double(layout.total_floats())}});
+    return layout;
+  }
+
   Impl(const ModelConfig& c, Device device, Precision precision)
       : be(whtlm::backend::get(device, precision)),
         layout(c),
         proj(model::make_output_projection(c.projection, c.d_model, c.has_bias(),
                                            c.family == Family::gpt2)),
-        params(be, layout.total_floats()),
+        params(be, checked(layout, be).total_floats()),
         plan(make_plan(0, 0)) {
     if (!on_host()) host_params = FloatBuffer(layout.total_floats());
     if (c.family == Family::llama)
@@ -213,6 +239,39 @@ double Transformer::grad_norm() {
 void Transformer::scale_grads(float s) { impl_->be.scale(device_grads(), s, impl_->grads.size()); }
 std::size_t Transformer::activation_bytes() const { return impl_->arena.size() * sizeof(float); }
 
+std::vector<model::MemoryPart> Transformer::activation_memory(int batch, int seq) const {
+  const double bound = activation_floats_bound(config(), batch, seq);
+  const double bytes =
+      4.0 * bound > kMaxPlanBytes ? 4.0 * bound : 4.0 * double(impl_->make_plan(batch, seq).total);
+  return {{"activations", bytes}, {"token ids", 8.0 * double(batch) * double(seq)}};
+}
+
+std::string Transformer::fitting_batch_hint(int seq, double other_bytes) const {
+  const double room = double(impl_->be.memory_available()) - other_bytes;
+  const double per_batch = model::total_bytes(activation_memory(1, seq));
+  const double fit = room > 0 ? std::floor(room / per_batch) : 0;
+  if (fit >= 1)
+    return "at seq " + std::to_string(seq) + ", batch " +
+           std::to_string(static_cast<long long>(std::min(fit, 65536.0))) + " would fit";
+  return "not even batch 1 fits at seq " + std::to_string(seq) +
+         "; a smaller model or a shorter "
+         "seq would";
+}
+
+void Transformer::check_training_memory(int batch, int seq, int optimizer_floats_per_param) {
+  Impl& m = *impl_;
+  const double n = double(m.layout.total_floats());
+  std::vector<model::MemoryPart> parts;
+  if (m.grads.size() == 0) parts.push_back({"gradients", 4.0 * n});
+  parts.push_back({"optimizer state", 4.0 * n * optimizer_floats_per_param});
+  const double fixed = model::total_bytes(parts);
+  for (const model::MemoryPart& p : activation_memory(batch, seq)) parts.push_back(p);
+  model::require_memory(
+      m.be,
+      "training " + describe(config()) + " at " + shape_text(batch, seq) + ", beyond its weights,",
+      parts, fitting_batch_hint(seq, fixed));
+}
+
 void Transformer::init_weights(std::uint64_t seed) {
   const ModelConfig& c = config();
   const double std_dev = 0.02;
@@ -250,7 +309,11 @@ void Transformer::reserve(int batch, int seq) {
                                 " outside 1..max_seq = " + std::to_string(config().max_seq));
   if (batch == m.cap_batch && seq == m.cap_seq) return;
   // The plan follows the shape; the buffer only grows, so a smaller batch (the last
-  // evaluation batch) does not reallocate.
+  // evaluation batch) does not reallocate. A plan that cannot fit is refused first.
+  const std::vector<model::MemoryPart> need = activation_memory(batch, seq);
+  if (need[0].bytes > 4.0 * double(m.arena.size()))
+    model::require_memory(m.be, "activations at " + shape_text(batch, seq), need,
+                          fitting_batch_hint(seq, 0));
   m.plan = m.make_plan(batch, seq);
   if (m.plan.total > m.arena.size()) {
     m.arena.reset();  // the old arena goes first, so peak memory holds one

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "backend/cpu/parallel.hpp"
+#include "whtlm/device.hpp"
 #include "whtlm/hadamard.hpp"
 #include "whtlm/matmul.hpp"
 #include "whtlm/perf.hpp"
@@ -57,9 +58,25 @@ std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& o) {
     check_hadamard_size(n);
     const float scale = static_cast<float>(hadamard_orthonormal_scale(n));
     const auto gamma = random_uniform(n, 2, 1.0f), beta = random_uniform(n, 3, 0.1f);
+    if (o.dense && 8.0 * double(n) * double(n) > double(memory_available_bytes()))
+      throw std::invalid_argument(
+          "bench fwht: the dense n x n matrix for n = " + std::to_string(n) +
+          " does not fit in the memory available (--no-dense skips it)");
     std::vector<float> w;
     if (o.dense) w = random_uniform(n * n, 4, 1.0f / static_cast<float>(n));
     for (std::size_t rows : rows_for(o, n)) {
+      // Four buffers of rows x n floats, and the dense matrix: refused before allocating.
+      const double need = 16.0 * double(rows) * double(n) + (o.dense ? 8.0 * double(n) * n : 0);
+      const double room = double(memory_available_bytes());
+      if (need > room)
+        throw std::invalid_argument(
+            "bench fwht: n = " + std::to_string(n) + " with " + std::to_string(rows) +
+            " rows needs " + std::to_string(static_cast<long long>(need / 1048576)) +
+            " MiB of memory, more than the " +
+            std::to_string(static_cast<long long>(room / 1048576)) + " MiB available; at most " +
+            std::to_string(static_cast<long long>(std::max(
+                0.0, (room - need + 16.0 * double(rows) * double(n)) / (16.0 * double(n))))) +
+            " rows fit (--rows, --batch-mib)");
       const std::size_t count = rows * n;
       // The orthonormal transform keeps norms, so repeating it in place neither
       // overflows nor drifts into denormals.

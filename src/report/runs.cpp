@@ -1,14 +1,16 @@
 // Reading what experiments and training runs left on disk into report::Data.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 
+#include "io/json_read.hpp"
 #include "whtlm/io.hpp"
+#include "whtlm/limits.hpp"
 #include "whtlm/report.hpp"
 #include "whtlm/train.hpp"
 
@@ -17,6 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+// Rates, losses and byte counts: any finite number from 0 up.
+constexpr Bound kNonNegative{0, 1e300, false};
 
 // A name for a shape, used for runs trained outside an experiment: "L4-d256-h4",
 // with "-gpt2" for that family and "-v8192" for a vocabulary other than bytes.
@@ -58,8 +63,9 @@ void load_run(const std::string& dir, const std::string& size, Data& data) {
   r.steps_done = state.step;
   r.steps_total = state.total_steps;
 
-  std::ifstream in(metrics);
-  if (!in) throw std::runtime_error(metrics + ": cannot open");
+  // A regular file only (io::read_file), read whole; lines cut short by a kill or
+  // unreadable are counted and skipped, with a warning.
+  std::istringstream in(io::read_file(metrics, io::kNoLimit));
   std::string line;
   std::vector<double> rates;
   std::size_t bad = 0, lineno = 0;
@@ -68,14 +74,18 @@ void load_run(const std::string& dir, const std::string& size, Data& data) {
     if (line.empty()) continue;
     try {
       const json j = json::parse(line);
-      const double step = j.at("step").get<double>();
-      if (step > double(state.step)) continue;  // after the last checkpoint: redone on resume
-      rates.push_back(j.at("tokens_per_s").get<double>());
-      r.peak_rss_bytes = std::max(r.peak_rss_bytes, j.value("peak_rss_bytes", std::size_t(0)));
-      if (j.contains("val_loss"))
-        r.val.push_back({step, j.at("tokens").get<double>(), j.at("flops").get<double>(),
-                         j.at("elapsed_s").get<double>(), j.at("val_loss").get<double>()});
-    } catch (const json::exception&) {
+      const io::JsonObject o(j, metrics, "line " + std::to_string(lineno));
+      const double step = o.number("step", limits::steps);
+      if (step > double(state.step)) continue;    // after the last checkpoint: redone on resume
+      if (o.boolean("skipped", false)) continue;  // a step skipped for non-finite values
+      rates.push_back(o.number("tokens_per_s", kNonNegative));
+      r.peak_rss_bytes = std::max(r.peak_rss_bytes,
+                                  o.integer<std::size_t>("peak_rss_bytes", limits::file_bytes, 0));
+      if (o.has("val_loss"))
+        r.val.push_back(
+            {step, o.number("tokens", limits::tokens_done), o.number("flops", limits::flops_done),
+             o.number("elapsed_s", limits::elapsed), o.number("val_loss", kNonNegative)});
+    } catch (const std::exception&) {
       ++bad;
     }
   }
@@ -90,8 +100,7 @@ void load_run(const std::string& dir, const std::string& size, Data& data) {
 }
 
 void load_infer(const std::string& path, Data& data) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::istringstream in(io::read_file(path, io::kNoLimit));
   std::map<std::tuple<std::string, std::string, int, int>, InferCase> cases;
   std::vector<std::tuple<std::string, std::string, int, int>> order;
   std::string line;
@@ -99,45 +108,58 @@ void load_infer(const std::string& path, Data& data) {
   while (std::getline(in, line)) {
     ++lineno;
     if (line.empty()) continue;
+    const std::string where = "line " + std::to_string(lineno);
     try {
-      const json j = json::parse(line);
-      if (j.value("bench", "") != "infer") continue;
-      const auto key =
-          std::make_tuple(j.at("preset").get<std::string>(), j.at("proj").get<std::string>(),
-                          j.at("batch").get<int>(), j.at("prompt").get<int>());
+      const json j = io::parse_json(line, path + " " + where);
+      const io::JsonObject o(j, path, where);
+      if (o.string("bench", "") != "infer") continue;
+      const auto key = std::make_tuple(o.string("preset"), o.string("proj"),
+                                       o.integer<int>("batch", limits::batch),
+                                       o.integer<int>("prompt", limits::seq));
       auto [it, fresh] = cases.try_emplace(key);
       InferCase& c = it->second;
       if (fresh) {
         order.push_back(key);
         c.size = std::get<0>(key);
-        c.proj = parse_projection(std::get<1>(key));
+        try {
+          c.proj = parse_projection(std::get<1>(key));
+        } catch (const std::invalid_argument& e) {
+          o.fail("proj", e.what());
+        }
         c.batch = std::get<2>(key);
         c.prompt = std::get<3>(key);
       }
-      const perf::Summary s{j.at("tokens_per_s").get<double>(), j.at("min").get<double>(),
-                            j.at("max").get<double>()};
-      (j.at("phase").get<std::string>() == "prefill" ? c.prefill_tokens_per_s
-                                                     : c.decode_tokens_per_s) = s;
-      c.memory_bytes = j.at("weight_bytes").get<double>() + j.at("kv_cache_bytes").get<double>() +
-                       j.at("activation_bytes").get<double>();
+      const perf::Summary s{o.number("tokens_per_s", kNonNegative), o.number("min", kNonNegative),
+                            o.number("max", kNonNegative)};
+      const std::string phase = o.string("phase");
+      if (phase != "prefill" && phase != "decode")
+        o.fail("phase", "expected \"prefill\" or \"decode\", found \"" + phase + "\"");
+      (phase == "prefill" ? c.prefill_tokens_per_s : c.decode_tokens_per_s) = s;
+      c.memory_bytes = o.number("weight_bytes", kNonNegative) +
+                       o.number("kv_cache_bytes", kNonNegative) +
+                       o.number("activation_bytes", kNonNegative);
     } catch (const std::exception& e) {
-      throw std::runtime_error(path + ": line " + std::to_string(lineno) + ": " + e.what());
+      const std::string what = e.what();
+      throw std::runtime_error(what.rfind(path, 0) == 0 ? what : path + ": " + where + ": " + what);
     }
   }
+  if (order.empty())
+    throw std::runtime_error(path +
+                             ": holds no `whtlm bench infer` measurement (no line with "
+                             "\"bench\": \"infer\")");
   for (const auto& k : order) data.infer.push_back(cases[k]);
   data.sources.push_back(path);
 }
 
 void load_experiment(const std::string& dir, Data& data) {
   const std::string manifest = (fs::path(dir) / "experiment.json").string();
-  json doc;
-  try {
-    doc = json::parse(io::read_file(manifest));
-    for (const json& c : doc.at("commands"))
-      data.commands.push_back(
-          {c.at("command").get<std::string>(), c.at("commit").get<std::string>(), manifest});
-  } catch (const json::exception& e) {
-    throw std::runtime_error(manifest + ": " + e.what());
+  const json doc = io::parse_json(io::read_file(manifest), manifest);
+  const io::JsonObject m(doc, manifest);
+  const json& commands = m.at("commands");
+  if (!commands.is_array()) m.fail("commands", "expected an array");
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    const io::JsonObject c(commands[i], manifest, "commands[" + std::to_string(i) + "]");
+    data.commands.push_back({c.string("command"), c.string("commit"), manifest});
   }
   data.sources.push_back(manifest);
   std::vector<fs::path> runs;

@@ -21,7 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace detail;
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr Projection kProjections[] = {Projection::dense, Projection::wht, Projection::identity};
 
 std::string fmt(const char* f, double v) {
@@ -174,9 +173,16 @@ struct Section {
   std::vector<Figure> figures;
 };
 
+[[noreturn]] void refuse_overwrite(const std::string& dir, const std::string& name) {
+  throw std::invalid_argument(dir + ": holds " + name +
+                              ", which no earlier whtlm report wrote (no .whtlm-report there); "
+                              "choose another folder, or --force to replace it");
+}
+
 class Writer {
  public:
-  Writer(const Data& d, const WriteOptions& o) : d_(d), o_(o), sizes_(sizes_by_params(d)) {
+  Writer(const Data& d, const WriteOptions& o, bool guard)
+      : d_(d), o_(o), guard_(guard), sizes_(sizes_by_params(d)) {
     for (const auto& [name, m] : sizes_) size_names_.push_back(name);
     for (const std::string& s : infer_sizes(d))
       if (std::find(size_names_.begin(), size_names_.end(), s) == size_names_.end())
@@ -236,6 +242,10 @@ class Writer {
   bool largest(const std::string& s) const { return size_index(s) + 1 == size_names_.size(); }
 
   Figure save(const Chart& c, const std::string& name, const std::string& caption) {
+    std::error_code ec;
+    for (const char* ext : {".svg", ".png"})
+      if (guard_ && fs::exists(path("figures/" + name + ext), ec))
+        refuse_overwrite(o_.out_dir, "figures/" + name + ext);
     io::write_file_atomic(path("figures/" + name + ".svg"), render_svg(c));
     return {name + ".svg", caption};
   }
@@ -601,6 +611,7 @@ class Writer {
 
   const Data& d_;
   const WriteOptions& o_;
+  bool guard_;  // refuse to replace files that were there before (not from a report)
   std::vector<std::pair<std::string, ModelConfig>> sizes_;
   std::vector<std::string> size_names_;
 };
@@ -609,7 +620,22 @@ class Writer {
 
 Written write(const Data& data, const WriteOptions& options) {
   if (options.out_dir.empty()) throw std::invalid_argument("report: no output folder");
-  return Writer(data, options).write();
+  const fs::path dir(options.out_dir), marker = dir / ".whtlm-report";
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    if (!fs::is_directory(dir, ec))
+      throw std::invalid_argument(options.out_dir + ": exists and is not a folder");
+  }
+  // In a folder without an earlier report (no .whtlm-report) every file the report
+  // would replace is the user's: refused unless --force, never overwritten.
+  const bool guard = !options.force && !fs::exists(marker, ec);
+  if (guard)
+    for (const char* name : {"index.html", "report.md"})
+      if (fs::exists(dir / name, ec)) refuse_overwrite(options.out_dir, name);
+  fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error(options.out_dir + ": cannot create folder: " + ec.message());
+  io::write_file_atomic(marker.string(), "a report written by whtlm (whtlm report)\n");
+  return Writer(data, options, guard).write();
 }
 
 }  // namespace whtlm::report

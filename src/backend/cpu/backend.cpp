@@ -6,13 +6,15 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "backend/cpu/blas.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "whtlm/hadamard.hpp"
+#include "whtlm/io.hpp"
 #include "whtlm/threads.hpp"
 
 namespace whtlm::backend::cpu {
@@ -30,9 +32,20 @@ class CpuBackend final : public Backend {
   }
 
   void* allocate(std::size_t bytes) override {
+    // Refused before the allocation: on Linux a too-large one would succeed and the
+    // kernel's OOM killer would end the process once its pages were touched.
+    // (Small ones are not worth the look at /proc.)
+    const std::uint64_t room =
+        bytes < (std::size_t{16} << 20) ? ~std::uint64_t{0} : memory_available();
+    if (bytes > std::numeric_limits<std::size_t>::max() / 2 || bytes + kHeader + 63 > room)
+      throw std::runtime_error("cannot allocate " + std::to_string(bytes) +
+                               " bytes: " + std::to_string(room) +
+                               " bytes of memory are available to this process");
     const std::size_t padded = kHeader + (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, padded);
-    if (p == nullptr) throw std::bad_alloc();
+    if (p == nullptr)
+      throw std::runtime_error("cannot allocate " + std::to_string(bytes) +
+                               " bytes: the system refused the allocation");
     std::memset(p, 0, padded);
     *static_cast<std::size_t*>(p) = padded;
     const std::size_t now = (held_ += padded);
@@ -60,6 +73,7 @@ class CpuBackend final : public Backend {
     if (bytes) std::memset(dst, 0, bytes);
   }
   void synchronize() override {}
+  std::uint64_t memory_available() const override { return io::host_memory_available(); }
   std::size_t peak_allocated() const override { return peak_.load(); }
   void reset_peak() override { peak_ = held_.load(); }
   void release_caches() override {}

@@ -78,6 +78,14 @@ class CudaBackend final : public Backend {
     if (bytes) ok(cudaMemsetAsync(dst, 0, bytes, st()), "zero");
   }
   void synchronize() override { cuda::synchronize(); }
+  std::uint64_t memory_available() const override {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return ~std::uint64_t{0};  // unknown: allocate() still says why it fails
+    }
+    return free_bytes;
+  }
   std::size_t peak_allocated() const override {
     std::lock_guard<std::mutex> lock(mutex_);
     return peak_;

@@ -7,6 +7,7 @@
 #include <queue>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -438,12 +439,9 @@ Tokenizer Tokenizer::from_parts(std::vector<std::string> tokens,
       fail(where + ": the merged token " + shown(tokens[a] + tokens[b]) + " is not a token");
     impl->merged_ids.push_back(it->second);
   }
-  std::vector<std::string> seen;
-  for (const SpecialToken& sp : specials) {
-    if (std::find(seen.begin(), seen.end(), sp.content) != seen.end())
-      fail("special token '" + sp.content + "' is listed twice");
-    seen.push_back(sp.content);
-  }
+  std::unordered_set<std::string_view> seen;  // a hash set: files may list 10^5 of them
+  for (const SpecialToken& sp : specials)
+    if (!seen.insert(sp.content).second) fail("special token '" + sp.content + "' is listed twice");
   impl->tokens = std::move(tokens);
   impl->merges = std::move(merges);
   impl->specials = std::move(specials);
@@ -563,8 +561,11 @@ std::string Tokenizer::describe() const {
                   std::to_string(num_merges()) + " merges";
   if (!impl_->specials.empty()) {
     s += ", special tokens";
-    for (const SpecialToken& sp : impl_->specials)
-      s += " " + sp.content + " = " + std::to_string(sp.id);
+    constexpr std::size_t kShown = 8;  // a summary line, not a listing of 10^5 tokens
+    for (std::size_t i = 0; i < impl_->specials.size() && i < kShown; ++i)
+      s += " " + impl_->specials[i].content + " = " + std::to_string(impl_->specials[i].id);
+    if (impl_->specials.size() > kShown)
+      s += " and " + std::to_string(impl_->specials.size() - kShown) + " more";
   }
   return s;
 }

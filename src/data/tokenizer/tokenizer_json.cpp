@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "data/tokenizer/tokenizer_impl.hpp"
+#include "io/json_read.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/tokenizer.hpp"
 
@@ -37,11 +38,7 @@ std::string in_quotes(std::string_view s) {
 }
 
 json parse_json(std::string_view text, const std::string& origin) {
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail(origin, "", std::string("not valid JSON: ") + e.what());
-  }
+  return io::parse_json(text, origin);  // names the field being read when it fails
 }
 
 // A vocabulary being read: vocab-file string -> id, and id -> token bytes.
@@ -51,6 +48,7 @@ struct Vocab {
   std::vector<SpecialToken> specials;
   std::vector<std::uint8_t> special;
   const json* object = nullptr;  // the vocab object, for merge look-ups
+  std::size_t capacity = 0;      // ids the file can hold: vocab entries + added tokens
 
   std::optional<std::int32_t> id_of(const std::string& key) const {
     const auto it = object->find(key);
@@ -59,20 +57,31 @@ struct Vocab {
   }
 };
 
-// Reads {"token string": id, ...}; ids must be unique.
-Vocab read_vocab(const json& v, const std::string& origin, const std::string& field) {
+// Reads {"token string": id, ...}; ids must be unique, and below the number of ids the
+// file holds in all (the entries here plus `extra_ids`, the added tokens), since ids run
+// from 0 without gaps: checked before anything is sized by them, so that one huge id
+// in a small file is an error, not gigabytes of memory.
+Vocab read_vocab(const json& v, const std::string& origin, const std::string& field,
+                 std::size_t extra_ids) {
   if (!v.is_object()) fail(origin, field, "expected an object of token -> id");
   Vocab vocab;
   vocab.object = &v;
   std::int64_t max_id = -1;
+  const auto capacity = static_cast<std::int64_t>(v.size() + extra_ids);
   for (const auto& [key, id] : v.items()) {
     if (!id.is_number_integer() || id.get<std::int64_t>() < 0 ||
         id.get<std::int64_t>() > 0x7FFFFFFE)
       fail(origin, field,
            "token " + in_quotes(key) + " has id " + id.dump() +
                " (expected an integer from 0 to 2^31-2)");
+    if (id.get<std::int64_t>() >= capacity)
+      fail(origin, field,
+           "token " + in_quotes(key) + " has id " + id.dump() + ", but the file lists only " +
+               std::to_string(capacity) + " tokens, and ids must run from 0 to " +
+               std::to_string(capacity - 1) + " without gaps");
     max_id = std::max(max_id, id.get<std::int64_t>());
   }
+  vocab.capacity = static_cast<std::size_t>(capacity);
   vocab.bytes.resize(static_cast<std::size_t>(max_id + 1));
   vocab.keys.resize(vocab.bytes.size());
   vocab.special.assign(vocab.bytes.size(), 0);
@@ -94,6 +103,10 @@ Vocab read_vocab(const json& v, const std::string& origin, const std::string& fi
 // the same string) or which may extend it.
 void add_special(Vocab& vocab, const std::string& content, std::size_t id,
                  const std::string& origin, const std::string& field) {
+  if (id >= vocab.capacity)
+    fail(origin, field,
+         "id " + std::to_string(id) + " is beyond the " + std::to_string(vocab.capacity) +
+             " tokens the file lists (ids must run from 0 without gaps)");
   if (id >= vocab.bytes.size()) {
     vocab.bytes.resize(id + 1);
     vocab.keys.resize(id + 1);
@@ -204,10 +217,14 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
   if (!m.contains("vocab")) fail(origin, "model.vocab", "missing");
   if (!m.contains("merges")) fail(origin, "model.merges", "missing");
 
-  Vocab vocab = read_vocab(m["vocab"], origin, "model.vocab");
-  if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
-    const json& added = j["added_tokens"];
-    if (!added.is_array()) fail(origin, "added_tokens", "expected an array");
+  const json* added_tokens =
+      j.contains("added_tokens") && !j["added_tokens"].is_null() ? &j["added_tokens"] : nullptr;
+  if (added_tokens != nullptr && !added_tokens->is_array())
+    fail(origin, "added_tokens", "expected an array");
+  Vocab vocab =
+      read_vocab(m["vocab"], origin, "model.vocab", added_tokens ? added_tokens->size() : 0);
+  if (added_tokens != nullptr) {
+    const json& added = *added_tokens;
     for (std::size_t i = 0; i < added.size(); ++i) {
       const std::string field = "added_tokens[" + std::to_string(i) + "]";
       const json& t = added[i];
@@ -253,13 +270,14 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
 
 Tokenizer Tokenizer::from_gpt2_files(const std::string& encoder_json_path,
                                      const std::string& vocab_bpe_path) {
-  const json enc = parse_json(io::read_file(encoder_json_path), encoder_json_path);
-  Vocab vocab = read_vocab(enc, encoder_json_path, "");
+  const json enc =
+      parse_json(io::read_file(encoder_json_path, io::kMaxTokenizerBytes), encoder_json_path);
+  Vocab vocab = read_vocab(enc, encoder_json_path, "", 0);
   if (const auto eot = vocab.id_of(std::string(kEot)))
     add_special(vocab, std::string(kEot), static_cast<std::size_t>(*eot), encoder_json_path, "");
   std::vector<std::string> tokens = finish_vocab(vocab, encoder_json_path, "");
 
-  const std::string text = io::read_file(vocab_bpe_path);
+  const std::string text = io::read_file(vocab_bpe_path, io::kMaxTokenizerBytes);
   const std::string vocab_name = fs::path(encoder_json_path).filename().string();
   std::vector<std::pair<std::int32_t, std::int32_t>> merges;
   std::size_t line_no = 0;
@@ -337,6 +355,10 @@ void Tokenizer::save(const std::string& path) const { io::write_file_atomic(path
 
 Tokenizer load_tokenizer(const std::string& spec) {
   if (spec == "byte" || spec == "bytes") return Tokenizer::bytes();
+  if (spec.empty())
+    throw std::runtime_error(
+        "--tokenizer: empty (expected \"byte\", a tokenizer.json, or a "
+        "folder holding one or GPT-2's encoder.json + vocab.bpe)");
   std::error_code ec;
   const fs::file_status status = fs::status(spec, ec);
   if (fs::is_directory(status)) {
@@ -344,7 +366,7 @@ Tokenizer load_tokenizer(const std::string& spec) {
     auto has = [&](const char* name) { return fs::is_regular_file(dir / name, ec); };
     if (has("tokenizer.json")) {
       const std::string path = (dir / "tokenizer.json").string();
-      return Tokenizer::from_json(io::read_file(path), path);
+      return Tokenizer::from_json(io::read_file(path, io::kMaxTokenizerBytes), path);
     }
     if (has("encoder.json") && has("vocab.bpe"))
       return Tokenizer::from_gpt2_files((dir / "encoder.json").string(),
@@ -356,7 +378,8 @@ Tokenizer load_tokenizer(const std::string& spec) {
                              ": the folder holds no tokenizer.json, encoder.json + vocab.bpe "
                              "or vocab.json + merges.txt");
   }
-  if (fs::exists(status)) return Tokenizer::from_json(io::read_file(spec), spec);
+  if (fs::exists(status))
+    return Tokenizer::from_json(io::read_file(spec, io::kMaxTokenizerBytes), spec);
   throw std::runtime_error("tokenizer " + spec +
                            ": no such file or folder (expected \"byte\", a tokenizer.json, or a "
                            "folder holding one or GPT-2's encoder.json + vocab.bpe)");
@@ -366,12 +389,12 @@ std::string read_text(const std::string& path) {
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
   if (!fs::exists(status)) throw std::runtime_error(path + ": no such file or folder");
-  if (!fs::is_directory(status)) return io::read_file(path);
+  if (!fs::is_directory(status)) return io::read_file(path, io::kNoLimit);
   const std::vector<std::string> files = io::list_files(path);
   std::string text;
   for (std::size_t i = 0; i < files.size(); ++i) {
     if (i > 0) text += '\n';
-    text += io::read_file(files[i]);
+    text += io::read_file(files[i], io::kNoLimit);
   }
   return text;
 }
