@@ -430,7 +430,7 @@ given 'fixture ck-llama; json_set ck-llama/config.json vocab_size 300'
 hcase cfg-vocab-mismatch error model.safetensors embed_tokens -- whtlm "${EVAL[@]}" --checkpoint ck-llama
 given 'fixture ck-llama; json_set ck-llama/config.json rope_scaling "{\"type\": \"linear\", \"factor\": 2}"'
 hcase cfg-rope-scaling error config.json rope_scaling -- whtlm "${EVAL[@]}" --checkpoint ck-llama
-given 'fixture ck-llama; json_set ck-llama/config.json transformers_version "\"4.40.0\""; rm ck-llama/checksums.json'
+given 'fixture ck-llama; json_set ck-llama/config.json transformers_version "\"4.40.0\""; rm -f ck-llama/checksums.json'
 hcase cfg-extra-field ok -- whtlm "${EVAL[@]}" --checkpoint ck-llama
 # The same edit with the checkpoint's checksums still there is found, naming the file.
 given 'fixture ck-llama; json_set ck-llama/config.json transformers_version "\"4.40.0\""'
@@ -461,23 +461,23 @@ given 'fixture ck-llama; st_header ck-llama/model.safetensors "{\"model.norm.wei
 hcase st-header-1e999 error model.safetensors -- whtlm "${EVAL[@]}" --checkpoint ck-llama
 given 'fixture ck-llama; st_header ck-llama/model.safetensors "{\"a\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4], \"data_offsets\": [0, 0]}}"'
 hcase st-shape-overflow error model.safetensors -- whtlm "${EVAL[@]}" --checkpoint ck-llama
-given 'fixture ck-llama; st_set ck-llama/model.safetensors model.norm.weight nan 3; rm ck-llama/checksums.json'
+given 'fixture ck-llama; st_set ck-llama/model.safetensors model.norm.weight nan 3; rm -f ck-llama/checksums.json'
 hcase st-nan-eval error model.safetensors model.norm.weight -- whtlm "${EVAL[@]}" --checkpoint ck-llama
-given 'fixture ck-llama; st_set ck-llama/model.safetensors lm_head.weight inf 100; rm ck-llama/checksums.json'
+given 'fixture ck-llama; st_set ck-llama/model.safetensors lm_head.weight inf 100; rm -f ck-llama/checksums.json'
 hcase st-inf-generate error model.safetensors lm_head.weight -- whtlm "${GEN[@]}" --checkpoint ck-llama --prompt hi
-given 'fixture ck-gpt2; st_set ck-gpt2/model.safetensors transformer.wte.weight -inf 7; rm ck-gpt2/checksums.json'
+given 'fixture ck-gpt2; st_set ck-gpt2/model.safetensors transformer.wte.weight -inf 7; rm -f ck-gpt2/checksums.json'
 hcase st-gpt2-neginf-generate error model.safetensors transformer.wte.weight -- whtlm "${GEN[@]}" --checkpoint ck-gpt2 --prompt hi
 given 'fixture run; flip_byte run/model.safetensors -100'
 hcase st-flipped-run error model.safetensors -- whtlm "${EVAL[@]}" --checkpoint run
 given 'fixture ck-llama; flip_byte ck-llama/model.safetensors -100'
 hcase st-flipped-init error model.safetensors -- whtlm "${EVAL[@]}" --checkpoint ck-llama
-given 'fixture ck-llama; st_copy ck-llama/model.safetensors model.norm.weight extra.weight; rm ck-llama/checksums.json'
+given 'fixture ck-llama; st_copy ck-llama/model.safetensors model.norm.weight extra.weight; rm -f ck-llama/checksums.json'
 hcase st-extra-tensor error model.safetensors extra.weight -- whtlm "${EVAL[@]}" --checkpoint ck-llama
-given 'fixture ck-gpt2; st_copy ck-gpt2/model.safetensors transformer.wte.weight lm_head.weight 2; rm ck-gpt2/checksums.json'
+given 'fixture ck-gpt2; st_copy ck-gpt2/model.safetensors transformer.wte.weight lm_head.weight 2; rm -f ck-gpt2/checksums.json'
 hcase st-gpt2-untied-head error model.safetensors lm_head.weight -- whtlm "${GEN[@]}" --checkpoint ck-gpt2 --prompt hi
-given 'fixture ck-gpt2; st_copy ck-gpt2/model.safetensors transformer.wte.weight lm_head.weight 1; rm ck-gpt2/checksums.json'
+given 'fixture ck-gpt2; st_copy ck-gpt2/model.safetensors transformer.wte.weight lm_head.weight 1; rm -f ck-gpt2/checksums.json'
 hcase st-gpt2-tied-copy ok -- whtlm "${GEN[@]}" --checkpoint ck-gpt2 --prompt hi
-given 'fixture ck-llama; st_dtype ck-llama/model.safetensors model.norm.weight I32; rm ck-llama/checksums.json'
+given 'fixture ck-llama; st_dtype ck-llama/model.safetensors model.norm.weight I32; rm -f ck-llama/checksums.json'
 hcase st-wrong-dtype error model.safetensors model.norm.weight -- whtlm "${EVAL[@]}" --checkpoint ck-llama
 
 # ==== tokenizer.json, encoder.json + vocab.bpe ======================================

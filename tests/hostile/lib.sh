@@ -187,7 +187,7 @@ EOF
   st_set ck-nul/model.safetensors transformer.ln_f.weight 0 &&
     st_set ck-nul/model.safetensors transformer.ln_f.bias 1 || return 1
   st_set ck-nul/model.safetensors transformer.wte.weight 1 0 64 || return 1  # row 0: ones
-  rm ck-nul/checksums.json  # its weights were edited on purpose
+  rm -f ck-nul/checksums.json  # its weights were edited on purpose
   "$w" tokenizer train --vocab 300 --data small.txt --out tok.json --threads 1 --quiet || return 1
   mkdir gpt2tok
   "$PY" - <<'EOF' || return 1
