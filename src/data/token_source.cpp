@@ -1,7 +1,10 @@
 // TokenSource: token ids in memory, or llm.c shards read from disk as needed.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,6 +62,17 @@ std::size_t shard_token_count(const io::InputFile& f) {
   return std::size_t(count);
 }
 
+// Each shard stays open while the source lives; raise the soft limit on open files
+// (often 1024) towards the hard one when there are many shards.
+void make_room_for_files(std::size_t n) {
+  struct rlimit r {};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  const rlim_t want = static_cast<rlim_t>(n) + 64;
+  if (r.rlim_cur == RLIM_INFINITY || r.rlim_cur >= want) return;
+  r.rlim_cur = r.rlim_max == RLIM_INFINITY ? want : std::min(want, r.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &r);
+}
+
 }  // namespace
 
 TokenSource::TokenSource(std::vector<std::int32_t> tokens)
@@ -68,8 +82,17 @@ TokenSource::TokenSource(std::vector<std::int32_t> tokens)
 TokenSource TokenSource::map_shards(const std::vector<std::string>& paths) {
   auto m = std::make_shared<Mapped>();
   std::size_t total = 0;
+  make_room_for_files(paths.size());
   for (const std::string& path : paths) {
-    io::InputFile f(path);
+    std::optional<io::InputFile> opened;
+    try {
+      opened.emplace(path);
+    } catch (const std::runtime_error& e) {
+      if (std::string(e.what()).find(std::strerror(EMFILE)) == std::string::npos) throw;
+      throw std::runtime_error(std::string(e.what()) + " (" + std::to_string(paths.size()) +
+                               " shards are kept open while they are read; raise `ulimit -n`)");
+    }
+    io::InputFile f = std::move(*opened);
     const std::size_t count = shard_token_count(f);
     m->shards.push_back({std::move(f), count, total});
     total += count;

@@ -355,8 +355,14 @@ given 'fixture run; rm run/metrics.jsonl; mkfifo run/metrics.jsonl'
 limit 20
 allow run
 hcase resume-metrics-fifo error metrics.jsonl -- whtlm train --resume run --quiet
-# SIGBUS: a mapped shard truncated while training must end in an error naming it.
 group shards
+# Shards stay open while they are read: a soft limit on open files is raised, a hard
+# one below the shard count is said with what to do.
+given 'many_shards many 300'
+hcase shards-many-soft-limit ok --sh '(ulimit -Sn 128; whtlm train --preset tiny --layers 1 --d-model 64 --heads 2 --seq 32 --batch 2 --steps 1 --quiet --threads 1 --data many --out r)'
+given 'many_shards many 300'
+hcase shards-many-hard-limit error "ulimit -n" train_ --sh '(ulimit -n 128; whtlm train --preset tiny --layers 1 --d-model 64 --heads 2 --seq 32 --batch 2 --steps 1 --quiet --threads 1 --data many --out r)'
+# SIGBUS: a mapped shard truncated while training must end in an error naming it.
 given 'fixture shards'
 allow -a shards
 hcase shard-truncated-while-training error train_000000.bin --sh 'whtlm train --preset tiny --layers 1 --d-model 64 --heads 2 --seq 32 --batch 2 --steps 100000 --eval-every 0 --quiet --threads 1 --data shards --out r & p=$!; sleep 1; truncate -s 1100 shards/train_000000.bin; wait $p'

@@ -274,3 +274,19 @@ doc = {"model": {"type": "BPE", "vocab": vocab, "merges": []},
 json.dump(doc, open(path, "w"))
 PYEOF
 }
+
+# many_shards DIR N: a prepared folder of N tiny train shards and 2 val shards (bytes).
+many_shards() {
+  "$PY" - "$@" <<'PYEOF'
+import os, random, struct, sys
+path, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(path, exist_ok=True)
+random.seed(0)
+for kind, count in (("train", n), ("val", 2)):
+    for i in range(count):
+        toks = [random.randrange(256) for _ in range(300)]
+        with open(os.path.join(path, "%s_%06d.bin" % (kind, i)), "wb") as f:
+            f.write(struct.pack("<256i", 20240520, 1, len(toks), *([0] * 253)))
+            f.write(struct.pack("<%dH" % len(toks), *toks))
+PYEOF
+}
