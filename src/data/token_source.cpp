@@ -88,6 +88,9 @@ TokenSource TokenSource::map_shards(const std::vector<std::string>& paths) {
     try {
       opened.emplace(path);
     } catch (const std::runtime_error& e) {
+      // Close the shards opened so far first: at the open-file limit nothing else can
+      // open a descriptor (UBSan's type check of `e` needs one, for instance).
+      m->shards.clear();
       if (std::string(e.what()).find(std::strerror(EMFILE)) == std::string::npos) throw;
       throw std::runtime_error(std::string(e.what()) + " (" + std::to_string(paths.size()) +
                                " shards are kept open while they are read; raise `ulimit -n`)");
