@@ -41,8 +41,9 @@ check "--print-config" $?
 "$whtlm" experiment --config "$tmp/printed.json" --print-config | cmp -s - "$tmp/printed.json"
 check "printed plan reads back to the same plan" $?
 "$whtlm" experiment --print-config | $py -c "import json, sys; p = json.load(sys.stdin); \
-  assert len(p['sizes']) >= 2 and p['projections'] == ['dense', 'wht', 'identity'], p"
-check "default plan: two or more sizes, three projections" $?
+  assert len(p['sizes']) >= 2 and p['projections'] == ['dense', 'wht', 'identity'], p; \
+  assert p['scale_inits'] == ['matched', 'one'], p"
+check "default plan: two or more sizes, three projections, wht's scale matched and one" $?
 
 # Bad plans name the field.
 sed 's/"lr": 0.003/"lr": 0.003, "lr_typo": 1/' "$tmp/plan.json" >"$tmp/bad1.json"
@@ -55,6 +56,12 @@ refused "size without a Hadamard width refused" "sizes.a.heads: .*d_model" -- \
 echo '{"tokens": "many"}' >"$tmp/bad3.json"
 refused "wrong type named" 'field "tokens": expected an integer' -- \
   "$whtlm" experiment --config "$tmp/bad3.json" --out "$tmp/bad"
+sed 's/"lr": 0.003/"lr": 0.003, "scale_inits": ["one", "half"]/' "$tmp/plan.json" >"$tmp/bad4.json"
+refused "unknown scale init named" 'field "scale_inits": unknown initial wht scale .half.' -- \
+  "$whtlm" experiment --config "$tmp/bad4.json" --out "$tmp/bad"
+sed 's/"lr": 0.003/"lr": 0.003, "scale_inits": ["one", "one"]/' "$tmp/plan.json" >"$tmp/bad5.json"
+refused "a scale init given twice refused" 'scale_inits: one is given twice' -- \
+  "$whtlm" experiment --config "$tmp/bad5.json" --out "$tmp/bad"
 refused "missing config file named" "nofile.json" -- \
   "$whtlm" experiment --config "$tmp/nofile.json" --out "$tmp/bad"
 [ ! -e "$tmp/bad" ]; check "refused plans leave no folder behind" $?
@@ -75,7 +82,7 @@ wait "$pid" 2>/dev/null
 check "experiment finishes after a SIGKILL" $?
 grep -q "a-dense-s1: finished earlier, kept" "$tmp/err2"; check "the finished run was kept" $?
 runs=$(ls "$ex/runs" | wc -l)
-[ "$runs" -eq 9 ]; check "9 run folders (a: 2 seeds x 3, b: 1 seed x 3), got $runs" $?
+[ "$runs" -eq 12 ]; check "12 run folders (a: 2 seeds x 4, b: 1 seed x 4: wht twice), got $runs" $?
 $py - "$ex" <<'PY'
 import json, os, sys
 ex = sys.argv[1]
@@ -84,19 +91,22 @@ for name in sorted(os.listdir(os.path.join(ex, "runs"))):
     assert st["step"] == 12, (name, st["step"])
     steps = [json.loads(l)["step"] for l in open(os.path.join(ex, "runs", name, "metrics.jsonl"))]
     assert steps == list(range(1, 13)), (name, steps)
+init = {n: json.load(open(os.path.join(ex, "runs", n, "train_state.json")))["options"]["scale_init"]
+        for n in ("a-wht-s1", "a-wht-init_one-s2", "b-wht-init_one-s1")}
+assert init == {"a-wht-s1": "matched", "a-wht-init_one-s2": "one", "b-wht-init_one-s1": "one"}, init
 doc = json.load(open(os.path.join(ex, "experiment.json")))
 assert len(doc["commands"]) == 2 and all(c["commit"] for c in doc["commands"]), doc["commands"]
 cases = [json.loads(l) for l in open(os.path.join(ex, "bench", "infer.jsonl"))]
 # 2 sizes x 2 batches x 2 prompts x 3 projections x 2 phases
 assert len(cases) == 48, len(cases)
 PY
-check "every run has 12 steps of metrics, the sweep 48 rows, experiment.json both commands" $?
+check "every run has 12 steps of metrics, wht's scale as planned, the sweep 48 rows, experiment.json both commands" $?
 grep -c "^  " "$tmp/out2" | grep -qx 10; check "ten claims printed" $?
 
 # A third start redoes nothing.
 "$whtlm" experiment --config "$tmp/plan.json" --out "$ex" 2>"$tmp/err3" >/dev/null
 check "third start succeeds" $?
-[ "$(grep -c 'finished earlier, kept' "$tmp/err3")" -eq 9 ]; check "third start keeps all 9 runs" $?
+[ "$(grep -c 'finished earlier, kept' "$tmp/err3")" -eq 12 ]; check "third start keeps all 12 runs" $?
 grep -q "^inference sweep:" "$tmp/err3"; [ $? -ne 0 ]; check "third start does not redo the sweep" $?
 
 # A different plan in the same folder is refused.
@@ -124,7 +134,9 @@ assert len(refs) >= 20, refs
 missing = [r for r in refs if not os.path.exists(os.path.join(base, r))]
 assert not missing, missing
 assert "http://" not in html and "https://" not in html
-for word in ("Claims", "Parameters", "Loss at equal training FLOPs", "Inference", "Provenance"):
+for word in ("Claims", "Parameters", "Loss at equal training FLOPs", "Inference", "Provenance",
+             "scale starts", "wht, scale one", "wht, scale matched",
+             "The claims above use wht runs whose scale started matched"):
     assert word in html, word
 assert "metrics.jsonl" in html and "infer.jsonl" in html and "experiment.json" in html
 PY
@@ -140,5 +152,61 @@ grep -q "L1-d64-h2" "$tmp/r3/report.md"; check "loose runs are named after their
 refused "report of a missing folder named" "nothere" -- "$whtlm" report "$tmp/nothere" --out "$tmp/r4"
 refused "report without --out needs an experiment" "--out is needed" -- \
   "$whtlm" report "$ex/runs/a-dense-s1"
+
+# A learning-rate sweep: every variant at three rates (the largest diverges), then the
+# seeded runs at each variant's best rate.
+cat >"$tmp/sweep.json" <<EOF
+{
+  "sizes": [{"name": "a", "layers": 1, "d_model": 64, "heads": 2, "context": 64, "seeds": 2}],
+  "projections": ["dense", "wht"], "scale_inits": ["matched", "one"],
+  "lr_sweep": {"factors": [0.5, 2, 4e7], "fraction": 0.5},
+  "tokens": 1536, "batch": 4, "seq": 32, "lr": 0.003, "eval_every": 4, "eval_batches": 2,
+  "data": "$tmp/corpus.txt", "threads": 1
+}
+EOF
+sw="$tmp/sw"
+"$whtlm" experiment --config "$tmp/sweep.json" --out "$sw" --no-bench >/dev/null 2>"$tmp/sw.err"
+check "experiment with a learning-rate sweep" $?
+grep -q "diverged at step" "$tmp/sw.err"; check "the largest rate diverged and was counted" $?
+$py - "$sw" <<'PY'
+import json, os, sys
+sw = sys.argv[1]
+def final(run):
+    lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+    return [l["val_loss"] for l in lines if "val_loss" in l][-1]
+sweep = sorted(os.listdir(os.path.join(sw, "sweep")))
+assert len(sweep) == 9, sweep  # dense, wht matched, wht one x 3 rates
+best = {}
+for name in sweep:
+    d = os.path.join(sw, "sweep", name)
+    st = json.load(open(os.path.join(d, "train_state.json")))
+    o = st["options"]
+    key = name.rsplit("-lr", 1)[0]
+    if os.path.exists(os.path.join(d, "diverged.json")):
+        assert o["lr"] > 1e4, name
+        continue
+    assert st["step"] == 6, (name, st["step"])  # half of 12 steps
+    loss = final(d)
+    if key not in best or loss < best[key][0]:
+        best[key] = (loss, o["lr"])
+assert len(best) == 3, best
+runs = sorted(os.listdir(os.path.join(sw, "runs")))
+assert len(runs) == 6, runs
+for name in runs:
+    o = json.load(open(os.path.join(sw, "runs", name, "train_state.json")))["options"]
+    want = best[name.rsplit("-s", 1)[0]][1]
+    assert abs(o["lr"] - want) < 1e-12 * want, (name, o["lr"], want)
+PY
+check "9 sweep runs, each seeded run at its variant's best rate" $?
+grep -q "Learning rate" "$sw/report/report.md" && [ -s "$sw/report/figures/lr_sweep.svg" ]
+check "the report has the sweep's table and figure" $?
+grep -q "| a | wht, scale one | .*diverged" "$sw/report/report.md"
+check "the sweep table marks the diverged rate" $?
+"$whtlm" experiment --config "$tmp/sweep.json" --out "$sw" --no-bench >/dev/null 2>"$tmp/sw2.err"
+[ "$(grep -c 'finished earlier, kept' "$tmp/sw2.err")" -eq 15 ]
+check "a second start keeps the 9 sweep runs and 6 seeded runs" $?
+sed 's/4e7/4e9/' "$tmp/sweep.json" >"$tmp/sweep-bad.json"
+refused "a sweep rate beyond the learning-rate bound refused" "lr_sweep.factors" -- \
+  "$whtlm" experiment --config "$tmp/sweep-bad.json" --out "$tmp/bad"
 
 finish

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "report/analysis.hpp"
 #include "whtlm/io.hpp"
 
 namespace whtlm::report {
@@ -245,6 +246,100 @@ TEST(ReportClaims, LossAtEqualFlopsInterpolatesInLogFlops) {
   EXPECT_DOUBLE_EQ(e[0].mean[int(Projection::wht)], 7.0);
   EXPECT_EQ(e[0].seeds[int(Projection::identity)], 0);
   EXPECT_TRUE(std::isnan(e[0].spread[int(Projection::dense)]));  // one seed
+}
+
+// training_data's runs plus wht runs whose scale started at one, with losses
+// dense's * `one_scale`; the others (the default data) started matched.
+Data with_scale_one_runs(double one_scale, double seed_jitter = 0.002) {
+  Knobs k;
+  k.seed_jitter = seed_jitter;
+  Data d = training_data(k);
+  const std::vector<TrainRun> base = d.runs;
+  for (TrainRun r : base) {
+    if (r.proj != Projection::wht) continue;
+    r.scale_init = ScaleInit::one;
+    const double jitter = 1.0 + seed_jitter * double(r.seed - 1);
+    for (std::size_t i = 0; i < r.val.size(); ++i)
+      r.val[i].val_loss = power_law(3.0 * jitter * one_scale, 0.10)(int(i));
+    d.runs.push_back(r);
+  }
+  d.wht_init = ScaleInit::matched;
+  return d;
+}
+
+TEST(ReportInit, ClaimsUseOnlyTheWhtRunsOfThePrimaryScaleInit) {
+  const Data d = with_scale_one_runs(2.0);  // scale one far worse: must not reach the claims
+  for (const auto& [seed, r] : detail::runs_of(d, "small", Projection::wht))
+    EXPECT_EQ(r->scale_init, ScaleInit::matched);
+  EXPECT_EQ(detail::runs_of(d, "small", Projection::wht, ScaleInit::one).size(), 2u);
+  Knobs k;
+  EXPECT_EQ(decide_claims(d).size(), decide_claims(training_data(k)).size());
+  for (const EqualFlops& e : loss_at_equal_flops(d))
+    EXPECT_LT(e.mean[int(Projection::wht)], 2.9) << e.size;  // the matched runs' loss
+}
+
+TEST(ReportInit, ComparisonListsEveryVariantAtTheCommonBudget) {
+  const std::vector<InitComparison> c = compare_scale_inits(with_scale_one_runs(1.1));
+  ASSERT_EQ(c.size(), 2u);
+  for (const InitComparison& s : c) {
+    ASSERT_EQ(s.arms.size(), 4u) << s.size;  // dense, wht matched, wht one, identity
+    EXPECT_EQ(s.arms[1].scale_init, ScaleInit::matched);
+    EXPECT_EQ(s.arms[2].scale_init, ScaleInit::one);
+    EXPECT_NEAR(s.arms[2].final_mean / s.arms[1].final_mean, 1.1, 0.01);
+    EXPECT_EQ(s.arms[2].seeds, 2);
+    // wht's runs end at 0.95 of dense's FLOPs: the budget is wht's final FLOPs.
+    EXPECT_DOUBLE_EQ(s.flops, 0.95 * (s.size == "small" ? 1e10 : 4e10));
+  }
+}
+
+TEST(ReportInit, ChoiceFollowsTheLossDifferenceBeyondTheSeedSpread) {
+  InitChoice c = choose_scale_init(with_scale_one_runs(1.1));
+  EXPECT_TRUE(c.decided);
+  EXPECT_EQ(c.best, ScaleInit::matched);
+  c = choose_scale_init(with_scale_one_runs(0.9));
+  EXPECT_TRUE(c.decided);
+  EXPECT_EQ(c.best, ScaleInit::one);
+  // A 0.1% difference with 2% between seeds: not separated.
+  c = choose_scale_init(with_scale_one_runs(1.001, 0.02));
+  EXPECT_FALSE(c.decided);
+  Knobs k;
+  c = choose_scale_init(training_data(k));  // one init only
+  EXPECT_FALSE(c.decided);
+  EXPECT_NE(c.ours.find("not measured"), std::string::npos);
+}
+
+SweepRun sweep_run(const std::string& size, Projection p, ScaleInit init, double lr, double loss,
+                   bool diverged = false, bool finished = true) {
+  SweepRun r;
+  r.size = size;
+  r.proj = p;
+  r.scale_init = init;
+  r.lr = lr;
+  r.final_loss = diverged || !finished ? std::nan("") : loss;
+  r.diverged = diverged;
+  r.finished = finished || diverged;
+  return r;
+}
+
+TEST(ReportSweep, BestRateIsTheLowestFinalLossPerSizeAndVariant) {
+  Data d;
+  const ScaleInit m = ScaleInit::matched, one = ScaleInit::one;
+  d.sweep = {sweep_run("s", Projection::dense, m, 1e-3, 2.0),
+             sweep_run("s", Projection::dense, m, 2e-3, 1.9),
+             sweep_run("s", Projection::dense, m, 4e-3, 1e9, true),  // diverged: the worst
+             sweep_run("s", Projection::wht, m, 1e-3, 1.8),
+             sweep_run("s", Projection::wht, m, 2e-3, 1.8),  // a tie: the smaller rate
+             sweep_run("s", Projection::wht, one, 1e-3, 2.5),
+             sweep_run("s", Projection::wht, one, 2e-3, 2.4),
+             sweep_run("s", Projection::identity, m, 1e-3, 2.2),
+             sweep_run("s", Projection::identity, m, 2e-3, 2.1, false, false)};  // unfinished
+  EXPECT_DOUBLE_EQ(best_rate(d, "s", Projection::dense, m), 2e-3);
+  EXPECT_DOUBLE_EQ(best_rate(d, "s", Projection::wht, m), 1e-3);
+  EXPECT_DOUBLE_EQ(best_rate(d, "s", Projection::wht, one), 2e-3);
+  EXPECT_EQ(best_rate(d, "s", Projection::identity, m), 0.0);   // not decided yet
+  EXPECT_EQ(best_rate(d, "other", Projection::dense, m), 0.0);  // no sweep
+  d.sweep = {sweep_run("s", Projection::dense, m, 1e-3, 0, true)};
+  EXPECT_EQ(best_rate(d, "s", Projection::dense, m), 0.0);  // every rate diverged
 }
 
 // ---- The written report ----

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "model/projection.hpp"
 #include "whtlm/checkpoint.hpp"
 #include "whtlm/threads.hpp"
 
@@ -65,6 +66,54 @@ TEST(Transformer, TwoHalfBatchesAccumulateToTheFullBatchGradient) {
     }
     EXPECT_LT(worst, 1e-5 * scale) << family_name(f);
   }
+}
+
+// RMS of the output projection's contribution P(x) over RMS of x, for 64 random rows,
+// with the projection's parameters as init_weights leaves them.
+double branch_gain(ModelConfig c, Projection p, ScaleInit s) {
+  c.projection = p;
+  Transformer m(c);
+  m.init_weights(7, s);
+  const auto proj = model::make_output_projection(p, c.d_model, false, false);
+  const float* w = m.params().data() + m.layout().blocks[0].proj;
+  const std::vector<double> params(w, w + proj->parameter_count());
+  const std::size_t rows = 64, d = std::size_t(c.d_model);
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal;
+  std::vector<double> x(rows * d), y(rows * d, 0.0);
+  for (double& v : x) v = normal(rng);
+  proj->forward(y.data(), x.data(), params.data(), rows);
+  double sx = 0, sy = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    sx += x[i] * x[i];
+    sy += y[i] * y[i];
+  }
+  return std::sqrt(sy / sx);
+}
+
+TEST(Transformer, MatchedScaleInitGivesWhtTheBranchSpreadOfDensesInitialOutputProjection) {
+  ModelConfig c = small_config(Family::llama, Projection::wht);
+  c.n_layer = 4;
+  c.d_model = 256;
+  c.n_head = c.n_kv_head = 4;
+  const double matched = 0.02 / std::sqrt(8.0) * 16.0;  // 0.113
+  EXPECT_NEAR(initial_wht_scale(c, ScaleInit::matched), matched, 1e-15);
+  EXPECT_EQ(initial_wht_scale(c, ScaleInit::one), 1.0);
+  for (ScaleInit s : {ScaleInit::one, ScaleInit::matched}) {
+    Transformer m(c);
+    m.init_weights(1, s);
+    const TensorSpec* t = m.layout().find("model.layers.3.self_attn.o_proj.scale");
+    ASSERT_NE(t, nullptr);
+    for (std::size_t i = 0; i < t->numel; ++i)
+      ASSERT_EQ(m.params()[t->offset + i], float(initial_wht_scale(c, s))) << i;
+  }
+  // The branch's gain: dense's random W_O against wht's orthonormal transform times gamma.
+  const double dense = branch_gain(c, Projection::dense, ScaleInit::one);
+  EXPECT_NEAR(dense, matched, 0.03 * matched);  // 0.02/sqrt(2 L) * sqrt(d), sampled
+  EXPECT_NEAR(branch_gain(c, Projection::wht, ScaleInit::matched) / dense, 1.0, 0.03);
+  EXPECT_NEAR(branch_gain(c, Projection::wht, ScaleInit::one), 1.0, 1e-12);
+  EXPECT_THROW(parse_scale_init("half"), std::invalid_argument);
+  EXPECT_EQ(parse_scale_init(scale_init_name(ScaleInit::one)), ScaleInit::one);
 }
 
 TEST(Transformer, SameSeedAndThreadsGiveBitIdenticalGradients) {

@@ -65,14 +65,20 @@ void run_experiment(const ExperimentArgs& a) {
   o.command_line = command_line();
   o.progress = !a.quiet;
   o.bench = !a.no_bench;
-  int runs = 0;
-  for (const experiment::Size& s : plan.sizes) runs += s.seeds * int(plan.projections.size());
+  const std::size_t runs = experiment::plan_runs(plan).size();
+  const std::size_t sweep_runs = experiment::plan_sweep(plan).size();
+  const std::string sweep = sweep_runs == 0
+                                ? ""
+                                : " after a learning-rate sweep of " + std::to_string(sweep_runs) +
+                                      " runs of " + std::to_string(plan.sweep_steps()) + " steps";
   if (!a.quiet)
     std::fprintf(stderr,
-                 "whtlm experiment: %d training runs of %lld steps (%zu sizes x %zu projections, "
-                 "%.3g tokens each), then the inference sweep and the report, in %s\n",
+                 "whtlm experiment: %zu training runs of %lld steps (%zu sizes x %zu projections, "
+                 "%zu wht scale inits, %.3g tokens each)%s, then the inference sweep and the "
+                 "report, in %s\n",
                  runs, static_cast<long long>(plan.steps()), plan.sizes.size(),
-                 plan.projections.size(), double(plan.tokens), a.out.c_str());
+                 plan.projections.size(), plan.scale_inits.size(), double(plan.tokens),
+                 sweep.c_str(), a.out.c_str());
   const experiment::Result r = experiment::run(o);
   std::fprintf(stderr, "whtlm experiment: %d runs trained, %d resumed, %d kept, in %.0f s\n",
                r.runs_trained, r.runs_resumed, r.runs_kept, r.seconds);

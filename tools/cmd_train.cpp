@@ -25,7 +25,7 @@ struct TrainArgs {
   std::int64_t stop_after = 0;
   double tokens = 0;
   bool quiet = false;
-  std::string on_nonfinite = "stop";
+  std::string on_nonfinite = "stop", scale_init = scale_init_name(kDefaultScaleInit);
   CLI::Option *on_nonfinite_opt = nullptr, *max_skips_opt = nullptr;
 };
 
@@ -50,6 +50,11 @@ void add_model_options(CLI::App* cmd, TrainArgs& a) {
       ->check(bounded(limits::n_head));
   cmd->add_option("--kv-heads", a.kv_heads, "Override the key/value heads (llama)")
       ->check(bounded(limits::n_head));
+  cmd->add_option("--scale-init", a.scale_init,
+                  "How wht's per-channel scale starts: matched (the spread a dense output "
+                  "projection starts with, 0.02/sqrt(2 layers)*sqrt(d)) or one")
+      ->check(CLI::IsMember({"one", "matched"}))
+      ->capture_default_str();
 }
 
 // The model the options describe; a bad value is refused naming its option.
@@ -293,6 +298,7 @@ void add_train_command(CLI::App& app) {
     opts.seq = a->seq > 0 ? a->seq : opts.model.max_seq;
     opts.tokens = static_cast<std::int64_t>(a->tokens);
     opts.on_nonfinite = parse_on_nonfinite(a->on_nonfinite);
+    opts.scale_init = parse_scale_init(a->scale_init);
     opts.progress = !a->quiet;
     print_result(train_until(opts, a->stop_after), opts.out);
   });
@@ -330,7 +336,7 @@ void add_init_command(CLI::App& app) {
                                       "replace it");
     }
     Transformer model(config);
-    model.init_weights(*seed);
+    model.init_weights(*seed, parse_scale_init(a->scale_init));
     write_checksums(*out, save_model(*out, model.layout(), model.params().data()));
     std::fprintf(stderr, "whtlm init: %s -> %s\n", describe(model.config()).c_str(), out->c_str());
   });

@@ -30,10 +30,22 @@ struct Size {
 struct Plan {
   std::vector<Size> sizes;
   std::vector<Projection> projections{Projection::dense, Projection::wht, Projection::identity};
+  // How wht's scale starts (whtlm/model.hpp ScaleInit). The first is the one the claims
+  // use; each further one trains wht again at every size and seed, as an ablation the
+  // report sets beside it (run folders SIZE-wht-init_NAME-sSEED).
+  std::vector<ScaleInit> scale_inits{kDefaultScaleInit};
   // Training: every run of every size sees the same batches for a given seed.
   std::int64_t tokens = 0;  // per run
   int batch = 16, seq = 128;
   double lr = 1e-3;
+  // Learning-rate sweep before the seeded runs: every size and variant (projection, and
+  // each of wht's scale inits) trained once, at seed first_seed, for `lr_sweep_fraction`
+  // of the run's steps at lr times each factor, in sweep/SIZE-PROJ[-TAG]-lrRATE. The
+  // seeded runs of a size and variant then use the rate whose sweep run ended with the
+  // lowest validation loss (report::best_rate states the rule). No factors: no sweep,
+  // every run at lr.
+  std::vector<double> lr_factors;
+  double lr_sweep_fraction = 0.25;
   std::int64_t eval_every = 25;  // steps
   int eval_batches = 8;
   std::uint64_t first_seed = 1;
@@ -47,7 +59,8 @@ struct Plan {
   double bench_max_prefill_tokens = 8192;
   int threads = 0;  // 0: all cores
 
-  std::int64_t steps() const;  // tokens / (batch * seq), rounded up
+  std::int64_t steps() const;        // tokens / (batch * seq), rounded up
+  std::int64_t sweep_steps() const;  // lr_sweep_fraction of steps(), rounded up
 };
 
 // The built-in plans: "default" (about 15 minutes on a 2-core machine), "quick"
@@ -64,8 +77,26 @@ Plan plan_from_json(const std::string& text, const std::string& source);
 // Checks every field; std::invalid_argument names the first bad one.
 void validate(const Plan& plan);
 
-// Name of a run folder under runs/: SIZE-PROJ-sSEED, e.g. "xs-wht-s1".
-std::string run_name(const std::string& size, Projection p, std::uint64_t seed);
+// Name of a run folder under runs/: SIZE-PROJ-sSEED, e.g. "xs-wht-s1"; with a tag
+// (an ablation), SIZE-PROJ-TAG-sSEED.
+std::string run_name(const std::string& size, Projection p, std::uint64_t seed,
+                     const std::string& tag = "");
+
+// One training run of a plan.
+struct RunSpec {
+  const Size* size = nullptr;  // into the plan
+  Projection projection = Projection::dense;
+  ScaleInit scale_init = kDefaultScaleInit;
+  std::uint64_t seed = 1;
+  std::string name;  // its folder under runs/ (under sweep/ for a sweep run)
+  double lr = 0;     // sweep runs: the rate tried; seeded runs: 0 until chosen
+};
+// Every run of a plan, seed-major (every size and variant gets its first seed before
+// any second), within a seed by size, then projection, then wht's ablations.
+std::vector<RunSpec> plan_runs(const Plan& plan);
+// The learning-rate sweep's runs (empty without lr_factors): size-major, then variant
+// as in plan_runs, then rate.
+std::vector<RunSpec> plan_sweep(const Plan& plan);
 
 struct Options {
   Plan plan;

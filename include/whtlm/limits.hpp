@@ -42,6 +42,8 @@ inline constexpr Bound tokens{0, 1e18, true, false, false, "0: not set"};
 inline constexpr Bound flops{0, 1e30, false, false, false, "0: not set"};
 inline constexpr Bound lr{0, 1e6, false, true};
 inline constexpr Bound min_lr_ratio{0, 1, false};
+inline constexpr Bound lr_factor{0, 1e9, false, true};  // an experiment's lr sweep: times lr
+inline constexpr Bound fraction{0, 1, false, true};     // a share, (0, 1]
 inline constexpr Bound warmup{-1, 1e12, true, false, false, "-1: 5% of the steps, at most 200"};
 inline constexpr Bound adam_beta{0, 1, false, false, true};
 inline constexpr Bound adam_eps{0, 1, false, true};

@@ -94,8 +94,20 @@ inline constexpr int kNumComponents = 7;
 
 // How a tensor starts (GPT-2's scheme, used for both families): normal(0, 0.02);
 // the projections that write into the residual stream at 0.02 / sqrt(2 n_layer);
-// norm weights and the wht scale at 1; biases at 0.
-enum class TensorInit { normal, residual_normal, zeros, ones };
+// norm weights at 1; biases at 0; the wht scale as ScaleInit says.
+enum class TensorInit { normal, residual_normal, zeros, ones, wht_scale };
+
+// How wht's per-channel scale gamma starts. `one`: gamma = 1, the branch passes the
+// attention output at full scale. `matched`: gamma = 0.02 / sqrt(2 n_layer) * sqrt(d),
+// so that each output coordinate of the branch starts with the spread a dense W_O
+// (residual_normal) gives it: W x has per-coordinate std 0.02 / sqrt(2 n_layer) * |x|,
+// gamma H x / sqrt(d) has gamma * |x| / sqrt(d). Chosen by the experiment (docs/model.md).
+enum class ScaleInit { one, matched };
+inline constexpr ScaleInit kDefaultScaleInit = ScaleInit::matched;
+const char* scale_init_name(ScaleInit s);
+ScaleInit parse_scale_init(std::string_view name);  // std::invalid_argument lists the choices
+// The value every channel of gamma starts at.
+double initial_wht_scale(const ModelConfig& c, ScaleInit s);
 
 // One tensor of the parameter buffer. Shapes and names are Hugging Face's: llama
 // Linear weights are [out, in]; gpt2 Conv1D weights are [in, out].

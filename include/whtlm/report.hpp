@@ -24,14 +24,27 @@ struct TrainRun {
   std::string dir;   // path as given, for links
   std::string size;  // size name; runs of one size share a shape
   Projection proj = Projection::dense;
+  ScaleInit scale_init = kDefaultScaleInit;  // how wht's scale started (meaningful for wht)
   std::uint64_t seed = 1;
   ModelConfig model;
   int batch = 0, seq = 0;
+  double lr = 0;  // peak learning rate
   std::int64_t steps_done = 0, steps_total = 0;
   std::vector<CurvePoint> val;     // in step order
   double tokens_per_s = 0;         // median over the run's steps
   std::size_t peak_rss_bytes = 0;  // of the run's process
   bool finished() const { return steps_total > 0 && steps_done >= steps_total; }
+};
+
+// One run of an experiment's learning-rate sweep (its folder under sweep/).
+struct SweepRun {
+  std::string name, dir, size;
+  Projection proj = Projection::dense;
+  ScaleInit scale_init = kDefaultScaleInit;
+  double lr = 0;
+  double final_loss = 0;  // the last validation loss; NaN when none or diverged
+  bool diverged = false;  // stopped for non-finite values (diverged.json)
+  bool finished = false;  // reached its last step, or diverged
 };
 
 // One row of an inference sweep (see perf::InferBenchRow).
@@ -45,6 +58,11 @@ struct InferCase {
 
 struct Data {
   std::vector<TrainRun> runs;
+  // The wht runs the claims use are those that started their scale this way: the first
+  // of an experiment plan's scale_inits, else the way most wht runs read did (ties: the
+  // default). wht runs started otherwise are an ablation, reported beside them.
+  ScaleInit wht_init = kDefaultScaleInit;
+  std::vector<SweepRun> sweep;  // learning-rate sweeps, in folder order
   std::vector<InferCase> infer;
   std::vector<std::string> sources;  // metrics files and sweep files read, for links
   struct Command {
@@ -85,6 +103,41 @@ struct EqualFlops {
   int seeds[3];
 };
 std::vector<EqualFlops> loss_at_equal_flops(const Data& data);
+
+// How wht's scale should start, compared per size where the data hold wht runs of more
+// than one ScaleInit: every variant's final validation loss (equal tokens) and its loss
+// at the common FLOPs budget (the least final FLOPs among the size's dense and wht runs),
+// mean over seeds, spread and seeds.
+struct InitArm {
+  std::string label;  // "dense", "wht (scale one)", ...
+  Projection proj = Projection::dense;
+  ScaleInit scale_init = ScaleInit::one;
+  double final_mean = 0, final_spread = 0, budget_mean = 0, budget_spread = 0;
+  int seeds = 0;
+};
+struct InitComparison {
+  std::string size;
+  double flops = 0;  // the common budget
+  std::vector<InitArm> arms;
+};
+std::vector<InitComparison> compare_scale_inits(const Data& data);
+// Which ScaleInit gives the lower final validation loss, decided from
+// compare_scale_inits with the rule it states: `decided` is false when the data do
+// not separate them.
+struct InitChoice {
+  bool decided = false;
+  ScaleInit best = kDefaultScaleInit;
+  std::string ours, rule;
+};
+InitChoice choose_scale_init(const Data& data);
+
+// The learning rate a size and variant's seeded runs use, from the sweep: the rate whose
+// sweep run ended with the lowest validation loss (a diverged run counts as the worst;
+// ties go to the smaller rate). 0 when the variant has no sweep run, or one that has
+// not finished, or every one diverged. `init` only matters for wht.
+double best_rate(const Data& data, const std::string& size, Projection p, ScaleInit init);
+// The rule best_rate applies, in words, for the report.
+const char* best_rate_rule();
 
 // Every claim of the paper that the data can speak to, decided from the data.
 std::vector<Claim> decide_claims(const Data& data);

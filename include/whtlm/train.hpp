@@ -82,6 +82,13 @@ enum class OnNonFinite {
   stop,  // end the run with an error; its last checkpoint stays resumable
   skip,  // make no update, count the step ("skipped" in metrics.jsonl) and go on
 };
+// Thrown by train() and resume() when a run ends for non-finite values (at a step with
+// --on-nonfinite stop, or past --max-skips): the run diverged. `step` is the step.
+struct RunDiverged : std::runtime_error {
+  RunDiverged(std::int64_t at_step, const std::string& what)
+      : std::runtime_error(what), step(at_step) {}
+  std::int64_t step;
+};
 const char* on_nonfinite_name(OnNonFinite p);
 OnNonFinite parse_on_nonfinite(std::string_view name);
 
@@ -98,12 +105,13 @@ struct TrainOptions {
   AdamWConfig adamw;
   double clip = 1.0;  // global gradient norm; 0 turns clipping off
   std::uint64_t seed = 1;
-  std::int64_t eval_every = 100;          // steps; 0: only at the end
-  int eval_batches = 8;                   // validation batches per evaluation
-  std::int64_t save_every = 0;            // steps; 0: only at the end
-  int threads = 0;                        // 0: all available cores
-  Device device = Device::cpu;            // where the model trains
-  Precision precision = Precision::fp32;  // of the matrix products (bf16: CUDA only)
+  ScaleInit scale_init = kDefaultScaleInit;  // how wht's gamma starts (whtlm/model.hpp)
+  std::int64_t eval_every = 100;             // steps; 0: only at the end
+  int eval_batches = 8;                      // validation batches per evaluation
+  std::int64_t save_every = 0;               // steps; 0: only at the end
+  int threads = 0;                           // 0: all available cores
+  Device device = Device::cpu;               // where the model trains
+  Precision precision = Precision::fp32;     // of the matrix products (bf16: CUDA only)
   OnNonFinite on_nonfinite = OnNonFinite::stop;
   std::int64_t max_skips = 100;  // with skip: more skipped steps than this stop the run
   std::string out;               // the run folder

@@ -70,8 +70,9 @@ class Transformer {
   // The gradients, read into host memory (a fresh copy on each call on a GPU).
   std::span<const float> grads();
 
-  // GPT-2's initialisation (see TensorInit), seeded; padding stays zero.
-  void init_weights(std::uint64_t seed);
+  // GPT-2's initialisation (see TensorInit), seeded; padding stays zero. `scale`: how
+  // wht's gamma starts (ScaleInit).
+  void init_weights(std::uint64_t seed, ScaleInit scale = kDefaultScaleInit);
   void zero_grads();
   // sqrt(sum of squared gradients), in double on the device; then grads *= s.
   double grad_norm();

@@ -1,5 +1,7 @@
 // Experiment plans: the built-in ones, scaling, validation and the JSON config file.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -24,6 +26,12 @@ std::string shape_name(int layers, int d_model) {
   s += "-d";
   s += std::to_string(d_model);
   return s;
+}
+
+std::string rate_text(double lr) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", lr);
+  return buf;
 }
 
 Size llama_size(int layers, int d_model, int heads, int seeds) {
@@ -85,12 +93,18 @@ std::int64_t Plan::steps() const {
   return per_step > 0 ? (tokens + per_step - 1) / per_step : 0;
 }
 
+std::int64_t Plan::sweep_steps() const {
+  return std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(std::ceil(lr_sweep_fraction * double(steps()) - 1e-9)));
+}
+
 Plan builtin_plan(const std::string& name) {
   Plan p;
   if (name == "default") {
     // Two widths, two seeds each: about 15 minutes on a 2-core AVX-512 machine.
     p.sizes = {llama_size(4, 128, 2, 2), llama_size(4, 256, 4, 2)};
     p.tokens = 250 * 16 * 128;
+    p.scale_inits = {ScaleInit::matched, ScaleInit::one};
   } else if (name == "quick") {
     // A first look in about 2 minutes: the seed spread only at the smaller size.
     p.sizes = {llama_size(2, 128, 2, 2), llama_size(4, 128, 2, 1)};
@@ -145,6 +159,25 @@ void validate(const Plan& p) {
   }
   if (p.projections.empty())
     throw std::invalid_argument("experiment plan: projections: at least one needed");
+  for (double f : p.lr_factors)
+    if (!(f > 0) || !std::isfinite(p.lr * f) || p.lr * f > limits::lr.max)
+      throw std::invalid_argument("experiment plan: lr_sweep.factors: " + rate_text(f) +
+                                  " times lr " + rate_text(p.lr) + " is not a usable rate (" +
+                                  describe(limits::lr) + ")");
+  for (std::size_t i = 0; i < p.lr_factors.size(); ++i)
+    for (std::size_t k = 0; k < i; ++k)
+      if (p.lr_factors[i] == p.lr_factors[k])
+        throw std::invalid_argument(
+            "experiment plan: lr_sweep.factors: " + rate_text(p.lr_factors[i]) + " is given twice");
+  if (!(p.lr_sweep_fraction > 0 && p.lr_sweep_fraction <= 1))
+    throw std::invalid_argument("experiment plan: lr_sweep.fraction: must be in (0, 1]");
+  if (p.scale_inits.empty())
+    throw std::invalid_argument("experiment plan: scale_inits: at least one needed");
+  for (std::size_t i = 0; i < p.scale_inits.size(); ++i)
+    for (std::size_t k = 0; k < i; ++k)
+      if (p.scale_inits[i] == p.scale_inits[k])
+        throw std::invalid_argument(std::string("experiment plan: scale_inits: ") +
+                                    scale_init_name(p.scale_inits[i]) + " is given twice");
   if (p.tokens <= 0) throw std::invalid_argument("experiment plan: tokens: must be > 0");
   if (p.batch < 1 || p.seq < 1)
     throw std::invalid_argument("experiment plan: batch and seq must be >= 1");
@@ -186,8 +219,12 @@ std::string plan_to_json(const Plan& p) {
                      {"seeds", s.seeds}});
   json projs = json::array();
   for (Projection proj : p.projections) projs.push_back(projection_name(proj));
+  json inits = json::array();
+  for (ScaleInit s : p.scale_inits) inits.push_back(scale_init_name(s));
   json j{{"sizes", sizes},
          {"projections", projs},
+         {"scale_inits", inits},
+         {"lr_sweep", {{"factors", p.lr_factors}, {"fraction", p.lr_sweep_fraction}}},
          {"tokens", p.tokens},
          {"batch", p.batch},
          {"seq", p.seq},
@@ -211,9 +248,9 @@ std::string plan_to_json(const Plan& p) {
 Plan plan_from_json(const std::string& text, const std::string& source) {
   const json doc = io::parse_json(text, source);
   const io::JsonObject j(doc, source);
-  reject_unknown(
-      j, {"sizes", "projections", "tokens", "batch", "seq", "lr", "eval_every", "eval_batches",
-          "first_seed", "data", "val_data", "tokenizer", "bench", "threads"});
+  reject_unknown(j, {"sizes", "projections", "scale_inits", "lr_sweep", "tokens", "batch", "seq",
+                     "lr", "eval_every", "eval_batches", "first_seed", "data", "val_data",
+                     "tokenizer", "bench", "threads"});
   Plan p = builtin_plan("default");
   if (j.has("sizes")) {
     const json& sizes = j.at("sizes");
@@ -272,6 +309,34 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
       }
     }
   }
+  if (j.has("scale_inits")) {
+    const json& v = j.at("scale_inits");
+    if (!v.is_array()) j.fail("scale_inits", "expected an array of names");
+    p.scale_inits.clear();
+    for (const json& n : v) {
+      if (!n.is_string()) j.fail("scale_inits", "expected names, found " + n.dump());
+      try {
+        p.scale_inits.push_back(parse_scale_init(n.get<std::string>()));
+      } catch (const std::invalid_argument& e) {
+        j.fail("scale_inits", e.what());
+      }
+    }
+  }
+  if (j.has("lr_sweep")) {
+    const io::JsonObject w = j.object("lr_sweep");
+    reject_unknown(w, {"factors", "fraction"});
+    if (w.has("factors")) {
+      const json& v = w.at("factors");
+      if (!v.is_array()) w.fail("factors", "expected an array of numbers");
+      p.lr_factors.clear();
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (!v[i].is_number()) w.fail("factors", "expected numbers, found " + v[i].dump());
+        p.lr_factors.push_back(check_bound(limits::lr_factor, v[i].get<double>(),
+                                           w.where("factors[" + std::to_string(i) + "]")));
+      }
+    }
+    read_number(w, "fraction", limits::fraction, p.lr_sweep_fraction);
+  }
   read_number(j, "tokens", limits::tokens, p.tokens);
   read_number(j, "batch", limits::batch, p.batch);
   read_number(j, "seq", limits::seq, p.seq);
@@ -300,8 +365,57 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
   return p;
 }
 
-std::string run_name(const std::string& size, Projection p, std::uint64_t seed) {
-  return size + "-" + projection_name(p) + "-s" + std::to_string(seed);
+std::string run_name(const std::string& size, Projection p, std::uint64_t seed,
+                     const std::string& tag) {
+  return size + "-" + projection_name(p) + (tag.empty() ? "" : "-" + tag) + "-s" +
+         std::to_string(seed);
+}
+
+namespace {
+
+// Every (projection, scale init) variant of a size, in plan order, with its tag.
+std::vector<std::pair<RunSpec, std::string>> variants(const Plan& p, const Size& s) {
+  std::vector<std::pair<RunSpec, std::string>> out;
+  for (Projection proj : p.projections) {
+    out.push_back({{&s, proj, p.scale_inits.front(), 0, "", 0}, ""});
+    if (proj != Projection::wht) continue;
+    for (std::size_t i = 1; i < p.scale_inits.size(); ++i)
+      out.push_back({{&s, proj, p.scale_inits[i], 0, "", 0},
+                     std::string("init_") + scale_init_name(p.scale_inits[i])});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<RunSpec> plan_sweep(const Plan& p) {
+  std::vector<RunSpec> out;
+  for (const Size& s : p.sizes)
+    for (auto [run, tag] : variants(p, s))
+      for (double f : p.lr_factors) {
+        run.seed = p.first_seed;
+        run.lr = p.lr * f;
+        run.name = s.name + "-" + projection_name(run.projection) + (tag.empty() ? "" : "-" + tag) +
+                   "-lr" + rate_text(run.lr);
+        out.push_back(run);
+      }
+  return out;
+}
+
+std::vector<RunSpec> plan_runs(const Plan& p) {
+  int max_seeds = 0;
+  for (const Size& s : p.sizes) max_seeds = std::max(max_seeds, s.seeds);
+  std::vector<RunSpec> out;
+  for (int k = 0; k < max_seeds; ++k)
+    for (const Size& s : p.sizes) {
+      if (k >= s.seeds) continue;
+      for (auto [run, tag] : variants(p, s)) {
+        run.seed = p.first_seed + std::uint64_t(k);
+        run.name = run_name(s.name, run.projection, run.seed, tag);
+        out.push_back(run);
+      }
+    }
+  return out;
 }
 
 }  // namespace whtlm::experiment

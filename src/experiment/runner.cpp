@@ -127,40 +127,41 @@ void open_experiment(const Options& o, const std::string& plan_json) {
 // train_state.json from its first instant), an empty folder or absent; anything else is
 // the user's. Checked before anything is written, so a refusal changes nothing.
 void check_run_folders(const Options& o) {
-  const Plan& p = o.plan;
-  for (const Size& s : p.sizes)
-    for (int k = 0; k < s.seeds; ++k)
-      for (Projection proj : p.projections) {
-        const std::string dir = path_in(path_in(o.out, "runs"),
-                                        run_name(s.name, proj, p.first_seed + std::uint64_t(k)));
-        std::error_code ec;
-        if (!fs::exists(dir, ec) || fs::exists(path_in(dir, "train_state.json"), ec)) continue;
-        if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) continue;
-        std::string entry;
-        if (fs::is_directory(dir, ec))
-          for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-            entry = " (" + e.path().filename().string() + ", ...)";
-            break;
-          }
-        throw std::runtime_error(dir + ": holds files" + entry +
-                                 " but no train_state.json, so it is not a whtlm run; move it "
-                                 "out of the way (nothing was changed)");
+  std::vector<std::pair<std::string, std::string>> folders;  // (parent, name)
+  for (const RunSpec& run : plan_sweep(o.plan)) folders.emplace_back("sweep", run.name);
+  for (const RunSpec& run : plan_runs(o.plan)) folders.emplace_back("runs", run.name);
+  for (const auto& [parent, name] : folders) {
+    const std::string dir = path_in(path_in(o.out, parent), name);
+    std::error_code ec;
+    if (!fs::exists(dir, ec) || fs::exists(path_in(dir, "train_state.json"), ec)) continue;
+    if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) continue;
+    std::string entry;
+    if (fs::is_directory(dir, ec))
+      for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+        entry = " (" + e.path().filename().string() + ", ...)";
+        break;
       }
+    throw std::runtime_error(dir + ": holds files" + entry +
+                             " but no train_state.json, so it is not a whtlm run; move it "
+                             "out of the way (nothing was changed)");
+  }
 }
 
-TrainOptions train_options(const Plan& p, const Size& s, Projection proj, std::uint64_t seed,
-                           const std::string& dir) {
+// A sweep run (sweep = true) is 'lr_sweep_fraction' of the steps with a validation at
+// its end only; a seeded run is the plan's length. Both at run.lr.
+TrainOptions train_options(const Plan& p, const RunSpec& run, const std::string& dir, bool sweep) {
   TrainOptions t;
-  t.model = s.model;
-  t.model.projection = proj;
-  t.preset = s.name;
+  t.model = run.size->model;
+  t.model.projection = run.projection;
+  t.scale_init = run.scale_init;
+  t.preset = run.size->name;
   t.data = p.data;
   t.batch = p.batch;
   t.seq = p.seq;
-  t.tokens = p.tokens;
-  t.lr = p.lr;
-  t.seed = seed;
-  t.eval_every = p.eval_every;
+  t.tokens = sweep ? p.sweep_steps() * std::int64_t(p.batch) * p.seq : p.tokens;
+  t.lr = run.lr;
+  t.seed = run.seed;
+  t.eval_every = sweep ? 0 : p.eval_every;
   t.eval_batches = p.eval_batches;
   t.threads = p.threads;
   t.out = dir;
@@ -180,49 +181,70 @@ Result run(const Options& o) {
   open_experiment(o, plan_to_json(p));
   fs::create_directories(path_in(o.out, "runs"));
 
-  // Seed-major order: every size and projection gets its first seed before any second.
-  int max_seeds = 0;
-  for (const Size& s : p.sizes) max_seeds = std::max(max_seeds, s.seeds);
-  int total = 0;
-  for (const Size& s : p.sizes) total += s.seeds * int(p.projections.size());
+  const std::vector<RunSpec> sweep = plan_sweep(p);
+  std::vector<RunSpec> runs = plan_runs(p);
+  const int total = int(sweep.size() + runs.size());
   const bool live = o.progress && isatty(STDERR_FILENO) != 0;
 
   Result r;
   int index = 0;
-  for (int k = 0; k < max_seeds; ++k)
-    for (const Size& s : p.sizes) {
-      if (k >= s.seeds) continue;
-      for (Projection proj : p.projections) {
-        ++index;
-        const std::uint64_t seed = p.first_seed + std::uint64_t(k);
-        const std::string name = run_name(s.name, proj, seed);
-        const std::string dir = path_in(path_in(o.out, "runs"), name);
-        std::error_code ec;
-        const std::int64_t done =
-            fs::exists(path_in(dir, "train_state.json"), ec) ? read_run_state(dir).step : -1;
-        char head_buf[64];
-        std::snprintf(head_buf, sizeof head_buf, "[%d/%d] ", index, total);
-        const std::string head = head_buf + name;
-        if (done >= p.steps()) {
-          ++r.runs_kept;
-          if (o.progress) std::fprintf(stderr, "%s: finished earlier, kept\n", head.c_str());
-          continue;
-        }
-        if (o.progress)
-          std::fprintf(stderr, "%s: %s %lld steps  (elapsed %s)\n", head.c_str(),
-                       done >= 0 ? "resuming from a checkpoint," : "training",
-                       static_cast<long long>(p.steps()), elapsed_text(since_start()).c_str());
-        if (done >= 0) {
-          in_child(name, [&] { resume(dir, 0, live); });
-          ++r.runs_resumed;
-        } else {
-          TrainOptions t = train_options(p, s, proj, seed, dir);
-          t.progress = live;
-          in_child(name, [&] { train(t); });
-          ++r.runs_trained;
-        }
-      }
+  // Trains (or resumes, or keeps) one run in a child process. A sweep run that diverges
+  // is finished: diverged.json records it, and it counts as the worst rate.
+  auto train_one = [&](const RunSpec& run, bool is_sweep) {
+    ++index;
+    const std::string& name = run.name;
+    const std::string dir = path_in(path_in(o.out, is_sweep ? "sweep" : "runs"), name);
+    const std::int64_t steps = is_sweep ? p.sweep_steps() : p.steps();
+    std::error_code ec;
+    const std::int64_t done =
+        fs::exists(path_in(dir, "train_state.json"), ec) ? read_run_state(dir).step : -1;
+    char head_buf[64];
+    std::snprintf(head_buf, sizeof head_buf, "[%d/%d] ", index, total);
+    const std::string head = head_buf + std::string(is_sweep ? "sweep " : "") + name;
+    if (done >= steps || (is_sweep && fs::exists(path_in(dir, "diverged.json"), ec))) {
+      ++r.runs_kept;
+      if (o.progress) std::fprintf(stderr, "%s: finished earlier, kept\n", head.c_str());
+      return;
     }
+    if (o.progress)
+      std::fprintf(stderr, "%s: %s %lld steps at lr %.3g  (elapsed %s)\n", head.c_str(),
+                   done >= 0 ? "resuming from a checkpoint," : "training",
+                   static_cast<long long>(steps), run.lr, elapsed_text(since_start()).c_str());
+    TrainOptions t = train_options(p, run, dir, is_sweep);
+    t.progress = live;
+    in_child(name, [&] {
+      try {
+        if (done >= 0)
+          resume(dir, 0, live);
+        else
+          train(t);
+      } catch (const RunDiverged& e) {
+        if (!is_sweep) throw;
+        io::write_file_atomic(path_in(dir, "diverged.json"),
+                              json{{"step", e.step}, {"error", e.what()}}.dump(2) + "\n");
+        std::fprintf(stderr, "%s: diverged at step %lld; counted as the worst rate\n", head.c_str(),
+                     static_cast<long long>(e.step));
+      }
+    });
+    ++(done >= 0 ? r.runs_resumed : r.runs_trained);
+  };
+
+  if (!sweep.empty()) fs::create_directories(path_in(o.out, "sweep"));
+  for (const RunSpec& run : sweep) train_one(run, true);
+  // The seeded runs' rates: the plan's, or each variant's best in the sweep.
+  const report::Data swept = sweep.empty() ? report::Data{} : report::load({o.out});
+  for (RunSpec& run : runs) {
+    if (sweep.empty()) {
+      run.lr = p.lr;
+      continue;
+    }
+    run.lr = report::best_rate(swept, run.size->name, run.projection, run.scale_init);
+    if (!(run.lr > 0))
+      throw std::runtime_error(path_in(o.out, "sweep") + ": every rate of " + run.size->name + " " +
+                               projection_name(run.projection) +
+                               " diverged or did not finish; give lr_sweep.factors lower rates");
+  }
+  for (const RunSpec& run : runs) train_one(run, false);
 
   const std::string bench_dir = path_in(o.out, "bench");
   const std::string bench_file = path_in(bench_dir, "infer.jsonl");

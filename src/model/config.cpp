@@ -1,5 +1,6 @@
 // Model configuration: names, presets and validation.
 #include <cctype>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -36,6 +37,20 @@ Projection parse_projection(std::string_view name) {
     if (name == projection_name(p)) return p;
   throw std::invalid_argument("unknown attention output projection '" + std::string(name) +
                               "' (expected dense, wht or identity)");
+}
+
+const char* scale_init_name(ScaleInit s) { return s == ScaleInit::one ? "one" : "matched"; }
+
+ScaleInit parse_scale_init(std::string_view name) {
+  for (ScaleInit s : {ScaleInit::one, ScaleInit::matched})
+    if (name == scale_init_name(s)) return s;
+  throw std::invalid_argument("unknown initial wht scale '" + std::string(name) +
+                              "' (expected one or matched)");
+}
+
+double initial_wht_scale(const ModelConfig& c, ScaleInit s) {
+  if (s == ScaleInit::one) return 1.0;
+  return 0.02 / std::sqrt(2.0 * c.n_layer) * std::sqrt(double(c.d_model));
 }
 
 const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }

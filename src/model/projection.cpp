@@ -117,7 +117,7 @@ class Wht final : public Projector<Wht> {
  public:
   explicit Wht(int d) : d_(static_cast<std::size_t>(d)) {
     check_hadamard_size(d_);
-    params_.push_back({"scale", {d}, TensorInit::ones});
+    params_.push_back({"scale", {d}, TensorInit::wht_scale});
     params_.push_back({"bias", {d}, TensorInit::zeros});
   }
   Projection kind() const override { return Projection::wht; }

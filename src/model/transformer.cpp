@@ -272,7 +272,7 @@ void Transformer::check_training_memory(int batch, int seq, int optimizer_floats
       parts, fitting_batch_hint(seq, fixed));
 }
 
-void Transformer::init_weights(std::uint64_t seed) {
+void Transformer::init_weights(std::uint64_t seed, ScaleInit scale) {
   const ModelConfig& c = config();
   const double std_dev = 0.02;
   const double resid_std = 0.02 / std::sqrt(2.0 * c.n_layer);
@@ -292,6 +292,9 @@ void Transformer::init_weights(std::uint64_t seed) {
       }
       case TensorInit::ones:
         for (std::size_t i = 0; i < t.numel; ++i) w[i] = 1.0f;
+        break;
+      case TensorInit::wht_scale:
+        std::fill_n(w, t.numel, static_cast<float>(initial_wht_scale(c, scale)));
         break;
       case TensorInit::zeros:
         break;

@@ -21,9 +21,12 @@ std::vector<std::pair<std::string, ModelConfig>> sizes_by_params(const Data& d);
 std::vector<std::string> infer_sizes(const Data& d);
 std::size_t count_params(ModelConfig c, Projection p);
 double attn_params_per_block(ModelConfig c, Projection p);
-// The finished runs of one size and projection, by seed.
+// The finished runs of one size and projection, by seed (for wht: those whose scale
+// started as d.wht_init, or as `init` when given).
 std::map<std::uint64_t, const TrainRun*> runs_of(const Data& d, const std::string& size,
                                                  Projection p);
+std::map<std::uint64_t, const TrainRun*> runs_of(const Data& d, const std::string& size,
+                                                 Projection p, ScaleInit init);
 // The inference case of (size, projection, batch, prompt); nullptr when not measured.
 const InferCase* find_case(const Data& d, const std::string& size, Projection p, int batch,
                            int prompt);

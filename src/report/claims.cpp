@@ -187,6 +187,113 @@ std::vector<EqualFlops> loss_at_equal_flops(const Data& d) {
   return out;
 }
 
+std::vector<InitComparison> compare_scale_inits(const Data& d) {
+  std::vector<InitComparison> out;
+  for (const auto& [size, shape] : sizes_by_params(d)) {
+    std::vector<ScaleInit> inits{d.wht_init};
+    for (const TrainRun& r : d.runs)
+      if (r.size == size && r.proj == Projection::wht && r.finished() &&
+          std::find(inits.begin(), inits.end(), r.scale_init) == inits.end())
+        inits.push_back(r.scale_init);
+    if (inits.size() < 2) continue;
+    InitComparison c;
+    c.size = size;
+    std::vector<std::pair<InitArm, std::map<std::uint64_t, const TrainRun*>>> arms;
+    auto arm = [&](Projection p, ScaleInit init, const std::string& label) {
+      InitArm a;
+      a.label = label;
+      a.proj = p;
+      a.scale_init = init;
+      arms.emplace_back(a, runs_of(d, size, p, init));
+    };
+    arm(Projection::dense, d.wht_init, "dense");
+    for (ScaleInit init : inits)
+      arm(Projection::wht, init, std::string("wht, scale ") + scale_init_name(init));
+    arm(Projection::identity, d.wht_init, "identity");
+    double budget = std::numeric_limits<double>::infinity();
+    for (const auto& [a, runs] : arms)
+      if (a.proj != Projection::identity)
+        for (const auto& [seed, r] : runs)
+          if (!r->val.empty()) budget = std::min(budget, r->val.back().flops);
+    c.flops = std::isfinite(budget) ? budget : kNaN;
+    for (auto& [a, runs] : arms) {
+      if (runs.empty()) continue;
+      std::vector<double> fin, at;
+      for (const auto& [seed, r] : runs) {
+        if (r->val.empty()) continue;
+        fin.push_back(r->val.back().val_loss);
+        const double l = std::isfinite(c.flops) ? loss_at(*r, c.flops) : kNaN;
+        if (std::isfinite(l)) at.push_back(l);
+      }
+      a.final_mean = mean(fin);
+      a.final_spread = spread(fin);
+      a.budget_mean = mean(at);
+      a.budget_spread = spread(at);
+      a.seeds = int(fin.size());
+      c.arms.push_back(a);
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+InitChoice choose_scale_init(const Data& d) {
+  InitChoice choice;
+  choice.rule =
+      "per size, the mean final validation loss (equal tokens) of wht with its scale started at "
+      "one minus with it matched to dense; matched is chosen when it is lower at every size by "
+      "more than the larger seed spread of the two, one when the opposite holds at every size, "
+      "otherwise neither";
+  std::vector<Evidence> ev;
+  for (const InitComparison& c : compare_scale_inits(d)) {
+    const InitArm *one = nullptr, *matched = nullptr;
+    for (const InitArm& a : c.arms)
+      if (a.proj == Projection::wht) (a.scale_init == ScaleInit::one ? one : matched) = &a;
+    if (one == nullptr || matched == nullptr) continue;
+    ev.push_back({c.size + " (one " + fmt("%.4f", one->final_mean) + ", matched " +
+                      fmt("%.4f", matched->final_mean) + ")",
+                  one->final_mean - matched->final_mean,
+                  std::max(one->final_spread, matched->final_spread)});
+  }
+  if (ev.empty()) {
+    choice.ours = "not measured: no size has wht runs with both scale inits";
+    return choice;
+  }
+  const Tally t(ev);
+  choice.ours = "one - matched: " + join_evidence(ev, "%+.4f");
+  if (t.support == int(ev.size())) {
+    choice.decided = true;
+    choice.best = ScaleInit::matched;
+  } else if (t.contradict == int(ev.size())) {
+    choice.decided = true;
+    choice.best = ScaleInit::one;
+  }
+  return choice;
+}
+
+const char* best_rate_rule() {
+  return "per size and variant, the rate whose sweep run (one seed, a share of the run's "
+         "steps, the same schedule shape) ended with the lowest validation loss; a run that "
+         "diverged counts as the worst, ties go to the smaller rate";
+}
+
+double best_rate(const Data& d, const std::string& size, Projection p, ScaleInit init) {
+  double best = 0, best_loss = std::numeric_limits<double>::infinity();
+  bool any = false, usable = false;
+  for (const SweepRun& s : d.sweep) {
+    if (s.size != size || s.proj != p || (p == Projection::wht && s.scale_init != init)) continue;
+    if (!s.finished) return 0;  // not decided yet
+    any = true;
+    if (!std::isfinite(s.final_loss)) continue;
+    if (!usable || s.final_loss < best_loss || (s.final_loss == best_loss && s.lr < best)) {
+      best = s.lr;
+      best_loss = s.final_loss;
+      usable = true;
+    }
+  }
+  return any && usable ? best : 0;
+}
+
 std::vector<Claim> decide_claims(const Data& d) {
   std::vector<Claim> claims;
   const auto sizes = sizes_by_params(d);
@@ -501,9 +608,16 @@ double attn_params_per_block(ModelConfig c, Projection p) {
 // Runs of one size and projection, by seed.
 std::map<std::uint64_t, const TrainRun*> runs_of(const Data& d, const std::string& size,
                                                  Projection p) {
+  return runs_of(d, size, p, d.wht_init);
+}
+
+std::map<std::uint64_t, const TrainRun*> runs_of(const Data& d, const std::string& size,
+                                                 Projection p, ScaleInit init) {
   std::map<std::uint64_t, const TrainRun*> m;
   for (const TrainRun& r : d.runs)
-    if (r.size == size && r.proj == p && r.finished()) m.emplace(r.seed, &r);
+    if (r.size == size && r.proj == p && r.finished() &&
+        (p != Projection::wht || r.scale_init == init))
+      m.emplace(r.seed, &r);
   return m;
 }
 

@@ -1,8 +1,10 @@
 // Reading what experiments and training runs left on disk into report::Data.
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -57,8 +59,10 @@ void load_run(const std::string& dir, const std::string& size, Data& data) {
   r.model = state.options.model;
   r.size = size.empty() ? shape_name(r.model) : size;
   r.proj = r.model.projection;
+  r.scale_init = state.options.scale_init;
   r.seed = state.options.seed;
   r.batch = state.options.batch;
+  r.lr = state.options.lr;
   r.seq = state.options.seq;
   r.steps_done = state.step;
   r.steps_total = state.total_steps;
@@ -151,10 +155,24 @@ void load_infer(const std::string& path, Data& data) {
   data.sources.push_back(path);
 }
 
-void load_experiment(const std::string& dir, Data& data) {
+void load_experiment(const std::string& dir, Data& data, std::optional<ScaleInit>& wht_init) {
   const std::string manifest = (fs::path(dir) / "experiment.json").string();
   const json doc = io::parse_json(io::read_file(manifest), manifest);
   const io::JsonObject m(doc, manifest);
+  // The plan's first scale_init is the one its claims use (absent before the field).
+  if (!wht_init && m.has("plan")) {
+    const io::JsonObject plan = m.object("plan");
+    if (plan.has("scale_inits")) {
+      const json& v = plan.at("scale_inits");
+      if (!v.is_array() || v.empty() || !v[0].is_string())
+        plan.fail("scale_inits", "expected a non-empty array of names");
+      try {
+        wht_init = parse_scale_init(v[0].get<std::string>());
+      } catch (const std::invalid_argument& e) {
+        plan.fail("scale_inits", e.what());
+      }
+    }
+  }
   const json& commands = m.at("commands");
   if (!commands.is_array()) m.fail("commands", "expected an array");
   for (std::size_t i = 0; i < commands.size(); ++i) {
@@ -178,16 +196,43 @@ void load_experiment(const std::string& dir, Data& data) {
   }
   const fs::path bench = fs::path(dir) / "bench" / "infer.jsonl";
   if (fs::exists(bench)) load_infer(bench.string(), data);
+  // The learning-rate sweep: each run's last validation loss is all it is read for.
+  std::vector<fs::path> sweeps;
+  const fs::path sweep_root = fs::path(dir) / "sweep";
+  if (fs::is_directory(sweep_root))
+    for (const fs::directory_entry& e : fs::directory_iterator(sweep_root))
+      if (e.is_directory() && fs::exists(e.path() / "train_state.json")) sweeps.push_back(e.path());
+  std::sort(sweeps.begin(), sweeps.end());
+  for (const fs::path& run : sweeps) {
+    Data one;
+    load_run(run.string(), read_run_state(run.string()).options.preset, one);
+    if (one.runs.empty()) continue;
+    const TrainRun& r = one.runs.front();
+    SweepRun s;
+    s.name = r.name;
+    s.dir = r.dir;
+    s.size = r.size;
+    s.proj = r.proj;
+    s.scale_init = r.scale_init;
+    s.lr = r.lr;
+    s.diverged = fs::exists(run / "diverged.json");
+    s.finished = r.finished() || s.diverged;
+    s.final_loss = r.finished() && !r.val.empty() ? r.val.back().val_loss
+                                                  : std::numeric_limits<double>::quiet_NaN();
+    data.sweep.push_back(s);
+    data.sources.insert(data.sources.end(), one.sources.begin(), one.sources.end());
+  }
 }
 
 }  // namespace
 
 Data load(const std::vector<std::string>& paths) {
   Data data;
+  std::optional<ScaleInit> wht_init;
   for (const std::string& p : paths) {
     const fs::path path(p);
     if (fs::exists(path / "experiment.json"))
-      load_experiment(p, data);
+      load_experiment(p, data, wht_init);
     else if (fs::exists(path / "metrics.jsonl"))
       load_run(p, "", data);
     else if (fs::is_regular_file(path) && path.extension() == ".jsonl")
@@ -197,12 +242,22 @@ Data load(const std::vector<std::string>& paths) {
                                ": not an experiment folder (experiment.json), a training run "
                                "(metrics.jsonl) or a `whtlm bench infer --json` file");
   }
-  std::map<std::tuple<std::string, int, std::uint64_t>, int> seen;
-  for (const TrainRun& r : data.runs)
-    if (++seen[{r.size, int(r.proj), r.seed}] == 2)
-      data.warnings.push_back("size " + r.size + ", " + projection_name(r.proj) + ", seed " +
-                              std::to_string(r.seed) +
-                              ": more than one run; each counts as a seed");
+  if (!wht_init) {  // no plan says: the way most wht runs started (ties: the default)
+    int n[2] = {0, 0};
+    for (const TrainRun& r : data.runs)
+      if (r.proj == Projection::wht) ++n[int(r.scale_init)];
+    wht_init = n[0] == n[1] ? kDefaultScaleInit : n[0] > n[1] ? ScaleInit(0) : ScaleInit(1);
+  }
+  data.wht_init = *wht_init;
+  std::map<std::tuple<std::string, int, int, std::uint64_t>, int> seen;
+  for (const TrainRun& r : data.runs) {
+    const int init = r.proj == Projection::wht ? int(r.scale_init) : -1;
+    if (++seen[{r.size, int(r.proj), init, r.seed}] == 2)
+      data.warnings.push_back(
+          "size " + r.size + ", " + projection_name(r.proj) +
+          (init < 0 ? "" : std::string(" (scale ") + scale_init_name(r.scale_init) + ")") +
+          ", seed " + std::to_string(r.seed) + ": more than one run; only the first read is used");
+  }
   return data;
 }
 

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "report/analysis.hpp"
 #include "report/chart.hpp"
@@ -39,6 +40,23 @@ std::string colour(Projection p, std::size_t size_index, std::size_t sizes) {
   std::snprintf(buf, sizeof buf, "#%02x%02x%02x", int(c[0] + (255 - c[0]) * light),
                 int(c[1] + (255 - c[1]) * light), int(c[2] + (255 - c[2]) * light));
   return buf;
+}
+
+// A variant of a size: its projection and, for wht, how its scale started. The wht
+// the claims use is red; wht with another scale init is purple.
+std::string variant_colour(Projection p, ScaleInit init, ScaleInit primary, std::size_t size_index,
+                           std::size_t sizes) {
+  if (p != Projection::wht || init == primary) return colour(p, size_index, sizes);
+  const double light = sizes > 1 ? 0.45 * double(sizes - 1 - size_index) / double(sizes - 1) : 0;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", int(148 + 107 * light), int(103 + 152 * light),
+                int(189 + 66 * light));
+  return buf;
+}
+
+std::string variant_label(Projection p, ScaleInit init) {
+  return p == Projection::wht ? std::string("wht, scale ") + scale_init_name(init)
+                              : projection_name(p);
 }
 
 // ---- Tables: one description, written as Markdown and as HTML ----
@@ -193,7 +211,8 @@ class Writer {
     fs::create_directories(fs::path(o_.out_dir) / "figures");
     Written w;
     w.claims = decide_claims(d_);
-    std::vector<Figure> loss_figs, infer_figs;
+    std::vector<Figure> loss_figs, infer_figs, sweep_figs;
+    if (!d_.sweep.empty()) sweep_figs.push_back(sweep_figure());
     if (!d_.runs.empty()) {
       loss_figs.push_back(loss_figure(0, "loss_vs_flops", "training FLOPs (log)"));
       loss_figs.push_back(loss_figure(1, "loss_vs_tokens", "training tokens (log)"));
@@ -208,7 +227,7 @@ class Writer {
       infer_figs.push_back(ratio_figure(false, "ratio_vs_prompt"));
       infer_figs.push_back(memory_figure());
     }
-    for (const auto* figs : {&loss_figs, &infer_figs})
+    for (const auto* figs : {&sweep_figs, &loss_figs, &infer_figs})
       for (const Figure& f : *figs) w.figures.push_back(path("figures/" + f.file));
     const std::vector<std::string> pngs = convert_to_png(w.figures);
     w.figures.insert(w.figures.end(), pngs.begin(), pngs.end());
@@ -216,8 +235,10 @@ class Writer {
     const std::vector<Section> sections = {
         {"Claims", "", claims_table(w.claims), {}},
         {"Parameters", "", params_table(), {}},
+        {"Learning rate", sweep_note(), sweep_table(), sweep_figs},
         {"Validation loss", "", loss_table(), loss_figs},
         {"Loss at equal training FLOPs", equal_flops_note(), equal_flops_table(), {}},
+        {"How wht's scale starts", init_note(), init_table(), {}},
         {"Inference", "", infer_table(), infer_figs}};
     w.report_md = path("report.md");
     w.index_html = path("index.html");
@@ -456,18 +477,19 @@ class Writer {
   }
 
   Table loss_table() const {
-    Table t{{"size", "projection", "seeds", "tokens", "training FLOPs", "final val loss",
+    Table t{{"size", "projection", "seeds", "peak lr", "tokens", "training FLOPs", "final val loss",
              "seed spread", "tokens/s (median)", "peak memory MiB", "metrics"},
             {},
-            9};
+            10};
     for (const std::string& s : size_names_)
       for (Projection p : kProjections) {
         const auto runs = runs_of(d_, s, p);
         if (runs.empty()) continue;
         std::vector<double> loss, rate, rss;
         std::string files;
-        double tokens = 0, flops = 0;
+        double tokens = 0, flops = 0, lr = 0;
         for (const auto& [seed, r] : runs) {
+          lr = r->lr;
           if (r->val.empty()) continue;
           loss.push_back(r->val.back().val_loss);
           rate.push_back(r->tokens_per_s);
@@ -476,9 +498,10 @@ class Writer {
           flops = r->val.back().flops;
           files += (files.empty() ? "" : " ") + link(r->dir + "/metrics.jsonl");
         }
-        t.rows.push_back({s, projection_name(p), std::to_string(runs.size()), si_number(tokens),
-                          si_number(flops), fmt("%.4f", mean(loss)), fmt("%.4f", spread(loss)),
-                          fmt("%.0f", mean(rate)), fmt("%.0f", mean(rss)), files});
+        t.rows.push_back({s, projection_name(p), std::to_string(runs.size()), si_number(lr),
+                          si_number(tokens), si_number(flops), fmt("%.4f", mean(loss)),
+                          fmt("%.4f", spread(loss)), fmt("%.0f", mean(rate)),
+                          fmt("%.0f", mean(rss)), files});
       }
     return t;
   }
@@ -497,6 +520,117 @@ class Writer {
                         fmt("%+.4f", e.mean[1] - e.mean[0]), fmt("%.4f", noise)});
     }
     return t;
+  }
+
+  std::string init_note() const {
+    std::string s = std::string(
+                        "wht's per-channel scale gamma starts at one (the branch at full "
+                        "scale) or matched to the spread a dense W_O starts with "
+                        "(0.02/sqrt(2 layers) * sqrt(d)). The claims above use wht "
+                        "runs whose scale started ") +
+                    scale_init_name(d_.wht_init) + ". ";
+    const InitChoice c = choose_scale_init(d_);
+    if (c.ours.rfind("not measured", 0) == 0) return s + "This data holds one scale init only.";
+    s += c.decided ? std::string("Lower loss: ") + scale_init_name(c.best) + ". "
+                   : std::string("The data do not separate them. ");
+    return s + "Measured: " + c.ours + ". Rule: " + c.rule +
+           ". The FLOPs budget is the least final FLOPs of the size's dense and wht runs.";
+  }
+
+  Table init_table() const {
+    Table t{{"size", "variant", "seeds", "final val loss", "seed spread", "FLOPs budget",
+             "loss at budget", "seed spread"},
+            {}};
+    for (const InitComparison& c : compare_scale_inits(d_))
+      for (const InitArm& a : c.arms)
+        t.rows.push_back({c.size, a.label, std::to_string(a.seeds), fmt("%.4f", a.final_mean),
+                          fmt("%.4f", a.final_spread), si_number(c.flops),
+                          fmt("%.4f", a.budget_mean), fmt("%.4f", a.budget_spread)});
+    return t;
+  }
+
+  // The sweep's variants in report order: size, then projection, then scale init.
+  std::vector<std::tuple<std::string, Projection, ScaleInit>> sweep_variants() const {
+    std::vector<std::tuple<std::string, Projection, ScaleInit>> v;
+    for (const std::string& s : size_names_)
+      for (Projection p : kProjections)
+        for (ScaleInit init :
+             {d_.wht_init, d_.wht_init == ScaleInit::one ? ScaleInit::matched : ScaleInit::one}) {
+          if (p != Projection::wht && init != d_.wht_init) continue;
+          for (const SweepRun& r : d_.sweep)
+            if (r.size == s && r.proj == p && (p != Projection::wht || r.scale_init == init)) {
+              v.emplace_back(s, p, init);
+              break;
+            }
+        }
+    return v;
+  }
+
+  std::vector<const SweepRun*> sweep_points(const std::string& s, Projection p,
+                                            ScaleInit init) const {
+    std::vector<const SweepRun*> v;
+    for (const SweepRun& r : d_.sweep)
+      if (r.size == s && r.proj == p && (p != Projection::wht || r.scale_init == init))
+        v.push_back(&r);
+    std::sort(v.begin(), v.end(),
+              [](const SweepRun* a, const SweepRun* b) { return a->lr < b->lr; });
+    return v;
+  }
+
+  std::string sweep_note() const {
+    if (d_.sweep.empty()) return "";
+    return std::string(
+               "Before the seeded runs each size and variant was trained once at every "
+               "rate of the sweep; the seeded runs use the rate chosen by this rule: ") +
+           best_rate_rule() + ".";
+  }
+
+  Table sweep_table() const {
+    std::set<double> rates;
+    for (const SweepRun& r : d_.sweep) rates.insert(r.lr);
+    Table t{{"size", "variant"}, {}};
+    for (double lr : rates) t.header.push_back("lr " + si_number(lr));
+    t.header.push_back("chosen");
+    for (const auto& [s, p, init] : sweep_variants()) {
+      std::vector<std::string> row{s, variant_label(p, init)};
+      const auto points = sweep_points(s, p, init);
+      for (double lr : rates) {
+        std::string cell = "-";
+        for (const SweepRun* r : points)
+          if (r->lr == lr)
+            cell = r->diverged    ? "diverged"
+                   : !r->finished ? "unfinished"
+                                  : fmt("%.4f", r->final_loss);
+        row.push_back(cell);
+      }
+      const double best = best_rate(d_, s, p, init);
+      row.push_back(best > 0 ? si_number(best) : "-");
+      t.rows.push_back(row);
+    }
+    return t;
+  }
+
+  Figure sweep_figure() {
+    Chart c;
+    c.title = "Learning-rate sweep: final validation loss against the peak rate";
+    c.x = {"peak learning rate (log)", true, {}, {}};
+    c.y = {"final validation loss, nats/token", false, {}, {}};
+    for (const auto& [s, p, init] : sweep_variants()) {
+      Series ser;
+      ser.label = s + " " + variant_label(p, init);
+      ser.color = variant_colour(p, init, d_.wht_init, size_index(s), size_names_.size());
+      ser.dashed = !largest(s);
+      for (const SweepRun* r : sweep_points(s, p, init))
+        if (std::isfinite(r->final_loss)) {
+          ser.x.push_back(r->lr);
+          ser.y.push_back(r->final_loss);
+        }
+      c.series.push_back(ser);
+    }
+    c.note = "one seed, a share of the run's steps; diverged rates left out; data: sweep/*/";
+    return save(c, "lr_sweep",
+                "Final validation loss of each sweep run against its peak learning rate, per "
+                "size and variant.");
   }
 
   Table infer_table() const {

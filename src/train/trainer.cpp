@@ -58,6 +58,7 @@ json options_to_json(const TrainOptions& o) {
           {"weight_decay", o.adamw.weight_decay},
           {"clip", o.clip},
           {"seed", o.seed},
+          {"scale_init", scale_init_name(o.scale_init)},
           {"eval_every", o.eval_every},
           {"eval_batches", o.eval_batches},
           {"save_every", o.save_every},
@@ -110,6 +111,7 @@ TrainOptions options_from_json(const io::JsonObject& j) {
   o.device = parsed("device", "cpu", parse_device);
   o.precision = parsed("precision", "fp32", parse_precision);
   o.on_nonfinite = parsed("on_nonfinite", "stop", parse_on_nonfinite);
+  o.scale_init = parsed("scale_init", "one", parse_scale_init);  // gamma = 1 before the option
   o.max_skips = j.integer<std::int64_t>("max_skips", limits::skip_limit, 100);
   return o;
 }
@@ -380,7 +382,7 @@ TrainResult run(TrainOptions o, Counters c, const CheckpointRecord* resume_from,
   model.check_training_memory(o.batch, o.seq);
   AdamW opt(model.layout(), o.adamw);
   if (resume_from == nullptr) {
-    model.init_weights(o.seed);
+    model.init_weights(o.seed, o.scale_init);
   } else {
     const std::string from = path_in(o.out, resume_from->path);
     const auto m1 =
@@ -468,16 +470,17 @@ TrainResult run(TrainOptions o, Counters c, const CheckpointRecord* resume_from,
                       o.clip, step);
     } catch (const NonFiniteStep& e) {
       if (o.on_nonfinite == OnNonFinite::stop)
-        throw std::runtime_error(std::string(e.what()) + ". The run stopped; " + last_good() +
-                                 " (a lower --lr, or --on-nonfinite skip to skip such steps)");
+        throw RunDiverged(step, std::string(e.what()) + ". The run stopped; " + last_good() +
+                                    " (a lower --lr, or --on-nonfinite skip to skip such steps)");
       skipped = true;
       ++c.skipped;
       if (o.progress)
         std::fprintf(stderr, "%swhtlm train: skipped %s\n", tty ? "\n" : "", e.what());
       if (c.skipped > o.max_skips)
-        throw std::runtime_error("step " + std::to_string(step) + ": " + std::to_string(c.skipped) +
-                                 " steps skipped for non-finite values, more than --max-skips " +
-                                 std::to_string(o.max_skips) + ". The run stopped; " + last_good());
+        throw RunDiverged(step, "step " + std::to_string(step) + ": " + std::to_string(c.skipped) +
+                                    " steps skipped for non-finite values, more than --max-skips " +
+                                    std::to_string(o.max_skips) + ". The run stopped; " +
+                                    last_good());
     }
     train_loss = sr.loss;
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -165,6 +165,9 @@ hcase train-save-every-neg error --save-every -1 -- whtlm "${TRAIN[@]}" --steps 
 hcase train-stop-after-neg error --stop-after -1 -- whtlm "${TRAIN[@]}" --steps 2 --stop-after -1 --out r
 hcase train-preset-bogus error --preset bogus -- whtlm "${TRAIN[@]}" --steps 1 --preset bogus --out r
 hcase train-proj-bogus error --proj bogus -- whtlm "${TRAIN[@]}" --steps 1 --proj bogus --out r
+hcase train-scale-init-bogus error --scale-init half -- whtlm "${TRAIN[@]}" --steps 1 --proj wht --scale-init half --out r
+check '"$PY" -c "import json,sys; sys.exit(json.load(open(\"r/train_state.json\"))[\"options\"][\"scale_init\"] != \"one\")"'
+hcase train-scale-init-one ok -- whtlm "${TRAIN[@]}" --steps 1 --proj wht --scale-init one --out r
 hcase train-precision-bf16-cpu error --precision bf16 -- whtlm "${TRAIN[@]}" --steps 1 --precision bf16 --out r
 hcase train-data-missing error nothere.txt -- whtlm "${TRAIN[@]}" --steps 1 --data nothere.txt --out r
 given ': >empty.txt'
@@ -230,6 +233,10 @@ hcase train-out-missing error --out -- whtlm "${TRAIN[@]}" --steps 1
 
 # ==== train --resume: train_state.json, checkpoints, metrics ==========================
 group resume
+given 'fixture run; json_str run/train_state.json options.scale_init half'
+hcase resume-state-scale-init-bogus error train_state.json scale_init half -- whtlm train --resume run --quiet
+given 'fixture run'
+hcase resume-scale-init-given error --scale-init --resume -- whtlm train --resume run --scale-init one --quiet
 given 'fixture run; json_str run/train_state.json checkpoint checkpoints/step-9'
 allow run
 hcase resume-ckpt-typo error train_state.json checkpoint step-9 -- whtlm train --resume run --quiet
@@ -821,6 +828,7 @@ hcase eval-run-json ok -- whtlm eval --checkpoint run --data small.txt --val-dat
 group init-params
 check '[ "$(json_get ck/config.json max_position_embeddings)" = 32 ]'
 hcase init-seq-32 ok -- whtlm init "${TINY[@]}" --seq 32 --out ck
+hcase init-scale-init-bogus error --scale-init matched2 -- whtlm init "${TINY[@]}" --proj wht --scale-init matched2 --out ck
 hcase init-seq-neg error --seq -1 -- whtlm init "${TINY[@]}" --seq -1 --out ck
 hcase init-seq-0 error --seq -- whtlm init "${TINY[@]}" --seq 0 --out ck
 hcase init-seq-huge error --seq 1000000000 -- whtlm init "${TINY[@]}" --preset tiny-gpt2 --seq 1000000000 --out ck
@@ -903,6 +911,12 @@ given 'fixture plan.json'
 hcase exp-scale-half error --scale 0.5 -- whtlm "${EXP[@]}" --out e --scale 0.5
 given 'fixture plan.json'
 hcase exp-scale-huge error --scale 1e300 -- whtlm "${EXP[@]}" --out e --scale 1e300
+given 'fixture plan.json; json_set plan.json scale_inits "\"matched\""'
+hcase exp-scale-inits-not-list error plan.json scale_inits -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json lr_sweep "{\"factors\": [-1]}"'
+hcase exp-lr-sweep-negative error plan.json lr_sweep.factors -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json lr_sweep "{\"factors\": [1, 2], \"fraction\": 2}"'
+hcase exp-lr-sweep-fraction-2 error plan.json lr_sweep.fraction -- whtlm "${EXP[@]}" --out e
 hcase exp-config-missing error nothere.json -- whtlm experiment --config nothere.json --no-bench --quiet --out e
 given ': >plan.json'
 hcase exp-config-empty error plan.json -- whtlm "${EXP[@]}" --out e
@@ -948,7 +962,7 @@ given 'fixture plan.json'
 hcase exp-quick-and-config error --quick --config -- whtlm "${EXP[@]}" --quick --out e
 given 'fixture plan.json; fixture exp'
 allow exp/experiment.json exp/report
-check 'grep -q "0 trained, 0 resumed, 2 kept" "$ERR" || grep -q "2 kept" "$ERR" || grep -q "kept" "$OUT"'
+check 'grep -q "0 runs trained, 0 resumed, 3 kept" "$ERR"'
 hcase exp-rerun-finished ok -- whtlm experiment --config plan.json --no-bench --out exp
 given 'fixture plan.json; fixture exp; json_set plan.json lr 0.002'
 hcase exp-rerun-other-plan error exp plan -- whtlm "${EXP[@]}" --out exp
