@@ -118,7 +118,7 @@ refused "different plan refused naming the field" "plan.lr" -- \
 rep="$ex/report"
 for f in index.html report.md figures/loss_vs_flops.svg figures/loss_vs_tokens.svg \
   figures/loss_vs_time.svg figures/prefill_vs_batch.svg figures/decode_vs_prompt.svg \
-  figures/ratio_vs_batch.svg figures/memory_vs_batch.svg; do
+  figures/ratio_vs_batch.svg figures/memory_vs_batch.svg figures/scaling_fits.svg; do
   [ -s "$rep/$f" ]; check "report has $f" $?
 done
 for svg in "$rep"/figures/*.svg; do
@@ -135,7 +135,8 @@ missing = [r for r in refs if not os.path.exists(os.path.join(base, r))]
 assert not missing, missing
 assert "http://" not in html and "https://" not in html
 for word in ("Claims", "Parameters", "Loss at equal training FLOPs", "Inference", "Provenance",
-             "scale starts", "wht, scale one", "wht, scale matched",
+             "scale starts", "wht, scale one", "wht, scale matched", "Scaling fits",
+             "fits do not cross" if "crosses dense" not in html else "FLOPs (interval",
              "The claims above use wht runs whose scale started matched"):
     assert word in html, word
 assert "metrics.jsonl" in html and "infer.jsonl" in html and "experiment.json" in html

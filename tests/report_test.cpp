@@ -16,6 +16,7 @@
 #include <string>
 
 #include "report/analysis.hpp"
+#include "report/fit.hpp"
 #include "whtlm/io.hpp"
 
 namespace whtlm::report {
@@ -340,6 +341,91 @@ TEST(ReportSweep, BestRateIsTheLowestFinalLossPerSizeAndVariant) {
   EXPECT_EQ(best_rate(d, "other", Projection::dense, m), 0.0);  // no sweep
   d.sweep = {sweep_run("s", Projection::dense, m, 1e-3, 0, true)};
   EXPECT_EQ(best_rate(d, "s", Projection::dense, m), 0.0);  // every rate diverged
+}
+
+// ---- Scaling fits ----
+
+TEST(ReportFit, RecoversAKnownSaturatingPowerLaw) {
+  const detail::PowerLaw truth{1.5, 40.0, 0.12};
+  std::vector<double> c, l;
+  for (int i = 0; i < 30; ++i) {
+    c.push_back(1e9 * std::pow(10.0, i / 10.0));  // three decades
+    l.push_back(truth(c.back()));
+  }
+  const detail::PowerLaw f = detail::fit_power_law(c, l);
+  ASSERT_TRUE(f.ok());
+  EXPECT_NEAR(f.alpha, 0.12, 1e-4);
+  EXPECT_NEAR(f.E, 1.5, 1e-3);
+  EXPECT_NEAR(f.A / 40.0, 1.0, 1e-2);
+  EXPECT_LT(f.rmse, 1e-6);
+  // Too few points, or a loss that rises: no fit.
+  EXPECT_FALSE(detail::fit_power_law({1, 2, 3}, {3, 2, 1}).ok());
+  EXPECT_FALSE(detail::fit_power_law({1e9, 2e9, 4e9, 8e9, 16e9}, {1, 2, 3, 4, 5}).ok());
+}
+
+TEST(ReportFit, CrossingOfTwoKnownCurves) {
+  // a: 1 + 10 C^-0.1; b: 0.5 + 100 C^-0.2. b - a = 0 where 10 C^-0.1 (10 C^-0.1 - 1) = 0.5.
+  const detail::PowerLaw a{1.0, 10.0, 0.1}, b{0.5, 100.0, 0.2};
+  const double c = detail::crossing(a, b, 1e3, 1e30);
+  ASSERT_TRUE(std::isfinite(c));
+  EXPECT_NEAR(a(c), b(c), 1e-9);
+  const double x = 10 * std::pow(c, -0.1);  // the root of x^2 - x - 0.5 = 0
+  EXPECT_NEAR(x, (1 + std::sqrt(3.0)) / 2, 1e-6);
+  EXPECT_TRUE(std::isnan(detail::crossing(a, b, 1e3, 1e4)));  // not in that range
+}
+
+// Runs whose validation loss follows E + A C^-alpha exactly (plus a relative seed
+// offset), over three sizes that continue one another's FLOPs.
+Data power_law_runs(double wht_E, double wht_alpha, double jitter) {
+  Data d;
+  const std::pair<std::string, ModelConfig> sizes[] = {
+      {"s", shape(2, 64, 2)}, {"m", shape(4, 128, 2)}, {"l", shape(8, 256, 4)}};
+  for (int k = 0; k < 3; ++k)
+    for (int s = 1; s <= 2; ++s)
+      for (Projection p : {Projection::dense, Projection::wht}) {
+        const double E = p == Projection::wht ? wht_E : 1.5;
+        const double alpha = p == Projection::wht ? wht_alpha : 0.10;
+        const double f0 = 1e9 * std::pow(10.0, k);
+        const double scale = 1.0 + jitter * (s == 1 ? -1 : 1);
+        TrainRun r = make_run(
+            sizes[k].first, sizes[k].second, p, std::uint64_t(s), f0,
+            [&](int i) { return scale * (E + 30.0 * std::pow(f0 * (i + 1), -alpha)); }, 1000, 1);
+        d.runs.push_back(r);
+      }
+  return d;
+}
+
+TEST(ReportFit, ScalingFitsFindTheExponentsAndWhereWhtCrossesDense) {
+  // wht: a lower floor (1.0) but a shallower fall (0.09): it starts above dense and
+  // crosses it where 30 C^-0.09 - 30 C^-0.10 = 0.5, near 1.3e13, past the data (1e12).
+  const Data d = power_law_runs(1.0, 0.09, 0.0);
+  const detail::Scaling s = detail::scaling_fits(d, 20);
+  ASSERT_EQ(s.fits.size(), 2u);
+  EXPECT_NEAR(s.fits[0].fit.alpha, 0.10, 1e-3);
+  EXPECT_NEAR(s.fits[1].fit.alpha, 0.09, 1e-3);
+  EXPECT_NEAR(s.fits[1].fit.E, 1.0, 1e-2);
+  ASSERT_TRUE(std::isfinite(s.crossing));
+  const double gap = 30 * std::pow(s.crossing, -0.09) - 30 * std::pow(s.crossing, -0.10);
+  EXPECT_NEAR(gap, 0.5, 1e-3);
+  EXPECT_GT(s.crossing, s.flops_hi);
+  // Without seed noise every replicate is the same fit.
+  EXPECT_NEAR(s.fits[1].alpha.lo, s.fits[1].alpha.hi, 1e-6);
+  EXPECT_DOUBLE_EQ(s.crossing_share, 1.0);
+}
+
+TEST(ReportFit, SeedNoiseWidensTheBootstrapInterval) {
+  const detail::Scaling s = detail::scaling_fits(power_law_runs(1.5, 0.10, 0.01), 100);
+  ASSERT_EQ(s.fits.size(), 2u);
+  const detail::ScalingFit& w = s.fits[1];
+  EXPECT_EQ(w.replicates, 100);
+  EXPECT_LT(w.alpha.lo, w.alpha.hi);
+  EXPECT_LE(w.alpha.lo, w.fit.alpha + 1e-9);
+  EXPECT_GE(w.alpha.hi, w.fit.alpha - 1e-9);
+  // The same curves for dense and wht: the fits do not cross (the same in every replicate).
+  EXPECT_TRUE(std::isnan(s.crossing));
+  // A fixed generator seed: the same intervals every time.
+  const detail::Scaling again = detail::scaling_fits(power_law_runs(1.5, 0.10, 0.01), 100);
+  EXPECT_EQ(again.fits[1].alpha.lo, w.alpha.lo);
 }
 
 // ---- The written report ----

@@ -343,9 +343,10 @@ std::string render_svg(const Chart& chart) {
       std::string pts;
       for (std::size_t j = b; j < e; ++j) pts += px(sx(s.x[j])) + "," + px(sy(s.y[j])) + " ";
       pts.pop_back();
-      o += "<polyline points=\"" + pts + "\" fill=\"none\" " + stroke_attrs(s) +
-           " stroke-linejoin=\"round\"/>\n";
-      if (s.markers || e - b == 1) {  // a lone point is shown even without markers
+      if (s.line)
+        o += "<polyline points=\"" + pts + "\" fill=\"none\" " + stroke_attrs(s) +
+             " stroke-linejoin=\"round\"/>\n";
+      if (s.markers || !s.line || e - b == 1) {  // a lone point is shown even without markers
         for (std::size_t j = b; j < e; ++j) {
           o += "<circle cx=\"" + px(sx(s.x[j])) + "\" cy=\"" + px(sy(s.y[j])) +
                "\" r=\"2.5\" fill=\"" + escape(s.color) + "\"/>\n";
@@ -383,8 +384,8 @@ std::string render_svg(const Chart& chart) {
   for (std::size_t i = 0; i < chart.series.size(); ++i) {
     const Series& s = chart.series[i];
     const double lx = x1 + 14, ly = y0 + 10 + 18 * static_cast<double>(i);
-    o += line_element(lx, ly, lx + 24, ly, stroke_attrs(s));
-    if (s.markers) {
+    if (s.line) o += line_element(lx, ly, lx + 24, ly, stroke_attrs(s));
+    if (s.markers || !s.line) {
       o += "<circle cx=\"" + px(lx + 12) + "\" cy=\"" + px(ly) + "\" r=\"2.5\" fill=\"" +
            escape(s.color) + "\"/>\n";
     }

@@ -24,6 +24,7 @@ struct Series {
   std::vector<double> y_lo, y_hi;
   bool dashed = false;
   bool markers = true;  // a dot at each point
+  bool line = true;     // joined by a line (false: points only)
 };
 
 struct Chart {

@@ -14,6 +14,7 @@
 
 #include "report/analysis.hpp"
 #include "report/chart.hpp"
+#include "report/fit.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/report.hpp"
 
@@ -211,8 +212,10 @@ class Writer {
     fs::create_directories(fs::path(o_.out_dir) / "figures");
     Written w;
     w.claims = decide_claims(d_);
-    std::vector<Figure> loss_figs, infer_figs, sweep_figs;
+    std::vector<Figure> loss_figs, infer_figs, sweep_figs, fit_figs;
     if (!d_.sweep.empty()) sweep_figs.push_back(sweep_figure());
+    const Scaling scaling = scaling_fits(d_);
+    if (!scaling.fits.empty()) fit_figs.push_back(fit_figure(scaling));
     if (!d_.runs.empty()) {
       loss_figs.push_back(loss_figure(0, "loss_vs_flops", "training FLOPs (log)"));
       loss_figs.push_back(loss_figure(1, "loss_vs_tokens", "training tokens (log)"));
@@ -227,19 +230,21 @@ class Writer {
       infer_figs.push_back(ratio_figure(false, "ratio_vs_prompt"));
       infer_figs.push_back(memory_figure());
     }
-    for (const auto* figs : {&sweep_figs, &loss_figs, &infer_figs})
+    for (const auto* figs : {&sweep_figs, &loss_figs, &fit_figs, &infer_figs})
       for (const Figure& f : *figs) w.figures.push_back(path("figures/" + f.file));
     const std::vector<std::string> pngs = convert_to_png(w.figures);
     w.figures.insert(w.figures.end(), pngs.begin(), pngs.end());
 
-    const std::vector<Section> sections = {
-        {"Claims", "", claims_table(w.claims), {}},
-        {"Parameters", "", params_table(), {}},
-        {"Learning rate", sweep_note(), sweep_table(), sweep_figs},
-        {"Validation loss", "", loss_table(), loss_figs},
-        {"Loss at equal training FLOPs", equal_flops_note(), equal_flops_table(), {}},
-        {"How wht's scale starts", init_note(), init_table(), {}},
-        {"Inference", "", infer_table(), infer_figs}};
+    std::vector<Section> sections = {{"Claims", "", claims_table(w.claims), {}},
+                                     {"Parameters", "", params_table(), {}}};
+    if (!d_.sweep.empty())  // only a plan with a learning-rate sweep has one
+      sections.push_back({"Learning rate", sweep_note(), sweep_table(), sweep_figs});
+    sections.insert(sections.end(),
+                    {{"Validation loss", "", loss_table(), loss_figs},
+                     {"Loss at equal training FLOPs", equal_flops_note(), equal_flops_table(), {}},
+                     {"How wht's scale starts", init_note(), init_table(), {}},
+                     {"Scaling fits", fits_note(scaling), fits_table(scaling), fit_figs},
+                     {"Inference", "", infer_table(), infer_figs}});
     w.report_md = path("report.md");
     w.index_html = path("index.html");
     io::write_file_atomic(w.report_md, markdown(sections));
@@ -496,7 +501,8 @@ class Writer {
           rss.push_back(double(r->peak_rss_bytes) / 1048576.0);
           tokens = r->val.back().tokens;
           flops = r->val.back().flops;
-          files += (files.empty() ? "" : " ") + link(r->dir + "/metrics.jsonl");
+          if (!files.empty()) files += ' ';  // piecewise: GCC 12 warns falsely otherwise
+          files += link(r->dir + "/metrics.jsonl");
         }
         t.rows.push_back({s, projection_name(p), std::to_string(runs.size()), si_number(lr),
                           si_number(tokens), si_number(flops), fmt("%.4f", mean(loss)),
@@ -631,6 +637,80 @@ class Writer {
     return save(c, "lr_sweep",
                 "Final validation loss of each sweep run against its peak learning rate, per "
                 "size and variant.");
+  }
+
+  std::string fits_note(const Scaling& s) const {
+    if (s.fits.empty())
+      return "No projection has enough validation points for a fit (four or more, with the "
+             "loss falling).";
+    std::string n =
+        "Validation loss against training FLOPs fitted with L = E + A C^-alpha (least squares "
+        "in the loss) to every validation point of the finished runs from a tenth of each "
+        "run's FLOPs on, across " +
+        std::to_string(sizes_.size()) +
+        " sizes; intervals: 5th to 95th percentile over bootstrap replicates that resample "
+        "each size's seeds (the same draw for every projection). ";
+    const std::string range = si_number(s.flops_lo) + " to " + si_number(1000 * s.flops_hi);
+    if (std::isfinite(s.crossing))
+      n += "wht's fit crosses dense's at " + si_number(s.crossing) + " FLOPs (interval " +
+           si_number(s.crossing_interval.lo) + " to " + si_number(s.crossing_interval.hi) +
+           ", found in " + fmt("%.0f%%", 100 * s.crossing_share) +
+           " of the replicates); the data reach " + si_number(s.flops_hi) + ".";
+    else
+      n += "wht's and dense's fits do not cross between " + range + " FLOPs (" +
+           fmt("%.0f%%", 100 * s.crossing_share) + " of the replicates cross there).";
+    n += " With few sizes and short runs the floor E and the exponent trade off against each "
+         "other; the intervals say how far the data pin them down.";
+    return n;
+  }
+
+  Table fits_table(const Scaling& s) const {
+    Table t{
+        {"projection", "points", "E", "E 5-95%", "A", "alpha", "alpha 5-95%", "rmse", "replicates"},
+        {}};
+    for (const ScalingFit& f : s.fits)
+      t.rows.push_back({projection_name(f.proj), std::to_string(f.fit.points), fmt("%.4f", f.fit.E),
+                        fmt("%.4f", f.E.lo) + " - " + fmt("%.4f", f.E.hi), fmt("%.3g", f.fit.A),
+                        fmt("%.4f", f.fit.alpha),
+                        fmt("%.4f", f.alpha.lo) + " - " + fmt("%.4f", f.alpha.hi),
+                        fmt("%.4f", f.fit.rmse), std::to_string(f.replicates)});
+    return t;
+  }
+
+  Figure fit_figure(const Scaling& s) {
+    Chart c;
+    c.title = "Scaling fits: validation loss against training FLOPs";
+    c.x = {"training FLOPs (log)", true, {}, {}};
+    c.y = {"validation loss, nats/token", false, {}, {}};
+    const double hi = 30 * s.flops_hi;
+    for (const ScalingFit& f : s.fits) {
+      Series pts;
+      pts.label = std::string(projection_name(f.proj)) + " points";
+      pts.color = colour(f.proj, size_names_.size() - 1, size_names_.size());
+      pts.line = false;
+      const FitPoints fp = fit_points(d_, f.proj);
+      pts.x = fp.flops;
+      pts.y = fp.loss;
+      sort_series(pts);
+      Series curve;
+      curve.label =
+          std::string(projection_name(f.proj)) + " fit, alpha " + fmt("%.3f", f.fit.alpha);
+      curve.color = pts.color;
+      curve.markers = false;
+      for (int k = 0; k <= 60; ++k) {
+        const double x = s.flops_lo * std::pow(hi / s.flops_lo, k / 60.0);
+        curve.x.push_back(x);
+        curve.y.push_back(f.fit(x));
+      }
+      c.series.push_back(pts);
+      c.series.push_back(curve);
+    }
+    c.note =
+        "points: every validation point the fit uses; curves: the fits, drawn to 30x the "
+        "data's FLOPs";
+    return save(c, "scaling_fits",
+                "Validation loss of every run against training FLOPs with each projection's "
+                "fitted saturating power law.");
   }
 
   Table infer_table() const {

@@ -1,0 +1,72 @@
+// Scaling fits for the report: validation loss against training FLOPs fitted with a
+// saturating power law, L(C) = E + A * C^-alpha, with intervals by bootstrap over
+// seeds, and where two fitted curves cross.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "whtlm/report.hpp"
+
+namespace whtlm::report::detail {
+
+struct PowerLaw {
+  double E = std::numeric_limits<double>::quiet_NaN();  // the loss it saturates at
+  double A = std::numeric_limits<double>::quiet_NaN();
+  double alpha = std::numeric_limits<double>::quiet_NaN();
+  double rmse = std::numeric_limits<double>::quiet_NaN();  // in nats, over the points
+  int points = 0;
+  bool ok() const { return std::isfinite(E) && std::isfinite(A) && std::isfinite(alpha); }
+  double operator()(double flops) const;
+};
+
+// Least squares in the loss over (flops, loss) points (flops > 0, finite loss). For a
+// fixed alpha the model is linear in E and A, so those are solved exactly and only alpha
+// is searched (a log grid over [0.005, 2], then golden-section refinement). Fewer than
+// four points, or a best fit with A <= 0 (loss not falling), gives a fit that is not ok().
+PowerLaw fit_power_law(const std::vector<double>& flops, const std::vector<double>& loss);
+
+// The points a projection's fit uses: every validation point of its finished runs
+// (d.wht_init's wht runs) from a tenth of the run's final FLOPs on, across all sizes.
+// `pick` selects, per size, which seeds' runs (indices into that size's runs in seed
+// order) are used; empty: all.
+struct FitPoints {
+  std::vector<double> flops, loss;
+};
+FitPoints fit_points(const Data& d, Projection p,
+                     const std::vector<std::vector<std::size_t>>& pick = {});
+
+// The first FLOPs in [lo, hi] (log-spaced search, then bisection) where b(C) - a(C)
+// changes sign; NaN when it does not change sign there.
+double crossing(const PowerLaw& a, const PowerLaw& b, double lo, double hi);
+
+struct Interval {
+  double lo = std::numeric_limits<double>::quiet_NaN();
+  double hi = std::numeric_limits<double>::quiet_NaN();
+};
+
+// Per projection: the fit on all seeds and the 5th-95th percentile of each parameter over
+// bootstrap replicates (each size's seeds resampled with replacement, a fixed seed of
+// the generator so the report is reproducible).
+struct ScalingFit {
+  Projection proj = Projection::dense;
+  PowerLaw fit;
+  Interval E, A, alpha;
+  int replicates = 0;  // bootstrap fits that were ok()
+};
+struct Scaling {
+  std::vector<ScalingFit> fits;       // dense, wht, identity where they have points
+  double flops_lo = 0, flops_hi = 0;  // the range the points span
+  // Where wht's fit crosses dense's, searched from flops_lo to 1000 x flops_hi: NaN when
+  // it does not; the interval is over the bootstrap replicates' crossings, with
+  // `crossing_share` the share of replicates that cross at all.
+  double crossing = std::numeric_limits<double>::quiet_NaN();
+  Interval crossing_interval;
+  double crossing_share = 0;
+};
+Scaling scaling_fits(const Data& d, int replicates = 200, std::uint64_t seed = 1);
+
+}  // namespace whtlm::report::detail
