@@ -77,6 +77,23 @@ void read_list(const io::JsonObject& j, const char* key, const Bound& b, std::ve
   }
 }
 
+// A list of names, each read by `parse` (std::invalid_argument for an unknown one).
+template <class T, class Parse>
+void read_names(const io::JsonObject& j, const char* key, Parse parse, std::vector<T>& out) {
+  if (!j.has(key)) return;
+  const json& v = j.at(key);
+  if (!v.is_array()) j.fail(key, "expected an array of names");
+  out.clear();
+  for (const json& n : v) {
+    if (!n.is_string()) j.fail(key, "expected names, found " + n.dump());
+    try {
+      out.push_back(parse(n.get<std::string>()));
+    } catch (const std::invalid_argument& e) {
+      j.fail(key, e.what());
+    }
+  }
+}
+
 void reject_unknown(const io::JsonObject& o, const std::set<std::string>& known) {
   for (auto it = o.raw().begin(); it != o.raw().end(); ++it)
     if (!known.count(it.key())) {
@@ -296,32 +313,8 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
       p.sizes.push_back(s);
     }
   }
-  if (j.has("projections")) {
-    const json& v = j.at("projections");
-    if (!v.is_array()) j.fail("projections", "expected an array of names");
-    p.projections.clear();
-    for (const json& n : v) {
-      if (!n.is_string()) j.fail("projections", "expected names, found " + n.dump());
-      try {
-        p.projections.push_back(parse_projection(n.get<std::string>()));
-      } catch (const std::invalid_argument& e) {
-        j.fail("projections", e.what());
-      }
-    }
-  }
-  if (j.has("scale_inits")) {
-    const json& v = j.at("scale_inits");
-    if (!v.is_array()) j.fail("scale_inits", "expected an array of names");
-    p.scale_inits.clear();
-    for (const json& n : v) {
-      if (!n.is_string()) j.fail("scale_inits", "expected names, found " + n.dump());
-      try {
-        p.scale_inits.push_back(parse_scale_init(n.get<std::string>()));
-      } catch (const std::invalid_argument& e) {
-        j.fail("scale_inits", e.what());
-      }
-    }
-  }
+  read_names(j, "projections", parse_projection, p.projections);
+  read_names(j, "scale_inits", parse_scale_init, p.scale_inits);
   if (j.has("lr_sweep")) {
     const io::JsonObject w = j.object("lr_sweep");
     reject_unknown(w, {"factors", "fraction"});
