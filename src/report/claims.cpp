@@ -189,7 +189,8 @@ std::vector<EqualFlops> loss_at_equal_flops(const Data& d) {
 
 std::vector<InitComparison> compare_scale_inits(const Data& d) {
   std::vector<InitComparison> out;
-  for (const auto& [size, shape] : sizes_by_params(d)) {
+  for (const auto& named : sizes_by_params(d)) {
+    const std::string& size = named.first;  // a plain name: lambdas below capture it
     std::vector<ScaleInit> inits{d.wht_init};
     for (const TrainRun& r : d.runs)
       if (r.size == size && r.proj == Projection::wht && r.finished() &&
