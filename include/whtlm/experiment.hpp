@@ -63,7 +63,7 @@ struct Plan {
   std::int64_t sweep_steps() const;  // lr_sweep_fraction of steps(), rounded up
 };
 
-// The built-in plans: "default" (about 15 minutes on a 2-core machine), "quick"
+// The built-in plans: "default" (about 14 minutes on a 2-core machine), "quick"
 // (about 2 minutes). std::invalid_argument lists the names when unknown.
 Plan builtin_plan(const std::string& name);
 // `factor` times the training tokens (factor >= 1), for longer runs.

@@ -118,7 +118,8 @@ std::int64_t Plan::sweep_steps() const {
 Plan builtin_plan(const std::string& name) {
   Plan p;
   if (name == "default") {
-    // Two widths, two seeds each: about 15 minutes on a 2-core AVX-512 machine.
+    // Two widths, two seeds each, wht with its scale started two ways: 14 minutes on a
+    // 2-core AVX-512 machine (docs/results/experiment-default).
     p.sizes = {llama_size(4, 128, 2, 2), llama_size(4, 256, 4, 2)};
     p.tokens = 250 * 16 * 128;
     p.scale_inits = {ScaleInit::matched, ScaleInit::one};
