@@ -280,11 +280,10 @@ const char* best_rate_rule() {
 
 double best_rate(const Data& d, const std::string& size, Projection p, ScaleInit init) {
   double best = 0, best_loss = std::numeric_limits<double>::infinity();
-  bool any = false, usable = false;
+  bool usable = false;
   for (const SweepRun& s : d.sweep) {
     if (s.size != size || s.proj != p || (p == Projection::wht && s.scale_init != init)) continue;
     if (!s.finished) return 0;  // not decided yet
-    any = true;
     if (!std::isfinite(s.final_loss)) continue;
     if (!usable || s.final_loss < best_loss || (s.final_loss == best_loss && s.lr < best)) {
       best = s.lr;
@@ -292,7 +291,7 @@ double best_rate(const Data& d, const std::string& size, Projection p, ScaleInit
       usable = true;
     }
   }
-  return any && usable ? best : 0;
+  return usable ? best : 0;
 }
 
 std::vector<Claim> decide_claims(const Data& d) {

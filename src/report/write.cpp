@@ -32,10 +32,8 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-// One colour per projection in every figure; smaller sizes get lighter shades.
-std::string colour(Projection p, std::size_t size_index, std::size_t sizes) {
-  static const int rgb[3][3] = {{31, 119, 180}, {214, 39, 40}, {44, 160, 44}};
-  const int* c = rgb[int(p)];
+// The colour c as an SVG colour, lightened towards white for smaller sizes.
+std::string shade(const int* c, std::size_t size_index, std::size_t sizes) {
   const double light = sizes > 1 ? 0.45 * double(sizes - 1 - size_index) / double(sizes - 1) : 0;
   char buf[16];
   std::snprintf(buf, sizeof buf, "#%02x%02x%02x", int(c[0] + (255 - c[0]) * light),
@@ -43,16 +41,19 @@ std::string colour(Projection p, std::size_t size_index, std::size_t sizes) {
   return buf;
 }
 
+// One colour per projection in every figure; smaller sizes get lighter shades.
+std::string colour(Projection p, std::size_t size_index, std::size_t sizes) {
+  static const int rgb[3][3] = {{31, 119, 180}, {214, 39, 40}, {44, 160, 44}};
+  return shade(rgb[int(p)], size_index, sizes);
+}
+
 // A variant of a size: its projection and, for wht, how its scale started. The wht
 // the claims use is red; wht with another scale init is purple.
 std::string variant_colour(Projection p, ScaleInit init, ScaleInit primary, std::size_t size_index,
                            std::size_t sizes) {
   if (p != Projection::wht || init == primary) return colour(p, size_index, sizes);
-  const double light = sizes > 1 ? 0.45 * double(sizes - 1 - size_index) / double(sizes - 1) : 0;
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", int(148 + 107 * light), int(103 + 152 * light),
-                int(189 + 66 * light));
-  return buf;
+  static const int purple[3] = {148, 103, 189};
+  return shade(purple, size_index, sizes);
 }
 
 std::string variant_label(Projection p, ScaleInit init) {
