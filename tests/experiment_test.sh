@@ -3,6 +3,7 @@
 #  - the plan round-trips through --print-config, and bad plans are refused naming the field;
 #  - an experiment killed part-way (SIGKILL) and started again finishes every run,
 #    keeping what was done; a third start redoes nothing;
+#  - every run gets its downstream proxy (downstream.json), kept on a restart;
 #  - a different plan in the same folder is refused;
 #  - the report has every figure (well-formed SVG), links only files that exist,
 #    and the claims table; `whtlm report` redraws it from the folders.
@@ -30,6 +31,7 @@ cat >"$tmp/plan.json" <<EOF
     {"name": "b", "layers": 2, "d_model": 64, "heads": 2, "context": 64}
   ],
   "tokens": 1536, "batch": 4, "seq": 32, "lr": 0.003, "eval_every": 4, "eval_batches": 2,
+  "evals": 0, "tokens_exponent": 0, "lr_sweep": {"factors": []},
   "data": "$tmp/corpus.txt", "threads": 1,
   "bench": {"batches": [1, 2], "prompts": [8, 16], "decode": 4, "repetitions": 2}
 }
@@ -41,9 +43,10 @@ check "--print-config" $?
 "$whtlm" experiment --config "$tmp/printed.json" --print-config | cmp -s - "$tmp/printed.json"
 check "printed plan reads back to the same plan" $?
 "$whtlm" experiment --print-config | $py -c "import json, sys; p = json.load(sys.stdin); \
-  assert len(p['sizes']) >= 2 and p['projections'] == ['dense', 'wht', 'identity'], p; \
-  assert p['scale_inits'] == ['matched', 'one'], p"
-check "default plan: two or more sizes, three projections, wht's scale matched and one" $?
+  assert len(p['sizes']) >= 3 and p['projections'] == ['dense', 'wht', 'identity'], p; \
+  assert p['scale_inits'] == ['matched', 'one'], p; \
+  assert len(p['lr_sweep']['factors']) >= 3 and p['tokens_exponent'] > 0, p"
+check "default plan: three or more sizes, three projections, wht's scale matched and one, a sweep, tokens growing with size" $?
 
 # Bad plans name the field.
 sed 's/"lr": 0.003/"lr": 0.003, "lr_typo": 1/' "$tmp/plan.json" >"$tmp/bad1.json"
@@ -101,13 +104,33 @@ cases = [json.loads(l) for l in open(os.path.join(ex, "bench", "infer.jsonl"))]
 assert len(cases) == 48, len(cases)
 PY
 check "every run has 12 steps of metrics, wht's scale as planned, the sweep 48 rows, experiment.json both commands" $?
-grep -c "^  " "$tmp/out2" | grep -qx 10; check "ten claims printed" $?
+# As many claims printed as the report's claims table has rows, the downstream one among them.
+rows=$(awk '/^## Claims/ {f = 1; next} /^## / {f = 0} f && /^\| / {n++} END {print n - 1}' \
+  "$ex/report/report.md")
+[ "$(grep -c "^  " "$tmp/out2")" -eq "$rows" ] && [ "$rows" -ge 11 ]
+check "every claim printed ($rows)" $?
+grep -q "^  Comparable downstream performance " "$tmp/out2"; check "the downstream claim printed" $?
+# The downstream proxy of every run (the corpus's lines end in one of 20 words, unpunctuated).
+$py - "$ex" <<'PY'
+import json, os, sys
+ex = sys.argv[1]
+for name in sorted(os.listdir(os.path.join(ex, "runs"))):
+    d = json.load(open(os.path.join(ex, "runs", name, "downstream.json")))
+    assert d["kind"] == "whtlm downstream" and d["bits_per_byte"] > 0, (name, d)
+    assert d["bytes_scored"] > 0 and d["checkpoint"] == "checkpoints/step-12", (name, d)
+    c = d["cloze"]
+    assert c["K"] == 16 and len(c["candidates"]) == 16 and c["items"] > 0, (name, c)
+    assert 0 <= c["accuracy"] <= 1 and abs(c["chance"] - 1 / 16) < 1e-12, (name, c)
+    assert 0 < c["context_bytes"] <= 64, (name, c)
+PY
+check "every run has a downstream.json: cloze over 16 candidates, bits per byte" $?
 
 # A third start redoes nothing.
 "$whtlm" experiment --config "$tmp/plan.json" --out "$ex" 2>"$tmp/err3" >/dev/null
 check "third start succeeds" $?
 [ "$(grep -c 'finished earlier, kept' "$tmp/err3")" -eq 12 ]; check "third start keeps all 12 runs" $?
 grep -q "^inference sweep:" "$tmp/err3"; [ $? -ne 0 ]; check "third start does not redo the sweep" $?
+grep -q "^downstream " "$tmp/err3"; [ $? -ne 0 ]; check "third start keeps every downstream.json" $?
 
 # A different plan in the same folder is refused.
 sed 's/"lr": 0.003/"lr": 0.002/' "$tmp/plan.json" >"$tmp/plan2.json"
@@ -135,7 +158,7 @@ missing = [r for r in refs if not os.path.exists(os.path.join(base, r))]
 assert not missing, missing
 assert "http://" not in html and "https://" not in html
 for word in ("Claims", "Parameters", "Loss at equal training FLOPs", "Inference", "Provenance",
-             "scale starts", "wht, scale one", "wht, scale matched", "Scaling fits",
+             "scale starts", "wht, scale one", "wht, scale matched", "Scaling fits", "Downstream proxy",
              "fits do not cross" if "crosses dense" not in html else "FLOPs (interval",
              "The claims above use wht runs whose scale started matched"):
     assert word in html, word
@@ -160,9 +183,9 @@ cat >"$tmp/sweep.json" <<EOF
 {
   "sizes": [{"name": "a", "layers": 1, "d_model": 64, "heads": 2, "context": 64, "seeds": 2}],
   "projections": ["dense", "wht"], "scale_inits": ["matched", "one"],
-  "lr_sweep": {"factors": [0.5, 2, 4e7], "fraction": 0.5},
+  "lr_sweep": {"factors": [0.5, 2, 4e7], "fraction": 0.5, "min_steps": 1},
   "tokens": 1536, "batch": 4, "seq": 32, "lr": 0.003, "eval_every": 4, "eval_batches": 2,
-  "data": "$tmp/corpus.txt", "threads": 1
+  "evals": 0, "data": "$tmp/corpus.txt", "threads": 1
 }
 EOF
 sw="$tmp/sw"

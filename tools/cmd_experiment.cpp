@@ -26,11 +26,12 @@ std::string& recorded_command() {
 }
 
 struct ExperimentArgs {
-  std::string out = "runs/experiment", config, data, tokenizer;
+  std::string out = "runs/experiment", config, data, tokenizer, device, precision;
   double scale = 1;
   int threads = 0;
   CLI::Option* threads_opt = nullptr;
   bool quick = false, print_config = false, no_bench = false, quiet = false;
+  bool no_downstream = false;
 };
 
 void print_claims(const std::vector<report::Claim>& claims) {
@@ -54,6 +55,8 @@ void run_experiment(const ExperimentArgs& a) {
   if (!t.is_bytes())
     for (experiment::Size& s : plan.sizes) s.model.vocab_size = t.vocab_size();
   if (a.threads_opt->count() > 0) plan.threads = a.threads;
+  if (!a.device.empty()) plan.device = parse_device(a.device);
+  if (!a.precision.empty()) plan.precision = parse_precision(a.precision);
   experiment::validate(plan);
   if (a.print_config) {
     std::cout << experiment::plan_to_json(plan);
@@ -65,20 +68,24 @@ void run_experiment(const ExperimentArgs& a) {
   o.command_line = command_line();
   o.progress = !a.quiet;
   o.bench = !a.no_bench;
+  o.downstream = !a.no_downstream;
   const std::size_t runs = experiment::plan_runs(plan).size();
   const std::size_t sweep_runs = experiment::plan_sweep(plan).size();
-  const std::string sweep = sweep_runs == 0
-                                ? ""
-                                : " after a learning-rate sweep of " + std::to_string(sweep_runs) +
-                                      " runs of " + std::to_string(plan.sweep_steps()) + " steps";
-  if (!a.quiet)
+  if (!a.quiet) {
     std::fprintf(stderr,
-                 "whtlm experiment: %zu training runs of %lld steps (%zu sizes x %zu projections, "
-                 "%zu wht scale inits, %.3g tokens each)%s, then the inference sweep and the "
-                 "report, in %s\n",
-                 runs, static_cast<long long>(plan.steps()), plan.sizes.size(),
-                 plan.projections.size(), plan.scale_inits.size(), double(plan.tokens),
-                 sweep.c_str(), a.out.c_str());
+                 "whtlm experiment: %zu training runs (%zu sizes x %zu projections, %zu wht scale "
+                 "inits)%s on %s %s, then the inference sweep and the report, in %s\n",
+                 runs, plan.sizes.size(), plan.projections.size(), plan.scale_inits.size(),
+                 sweep_runs == 0 ? ""
+                                 : (" after a learning-rate sweep of " +
+                                    std::to_string(sweep_runs) + " shorter runs")
+                                       .c_str(),
+                 device_name(plan.device), precision_name(plan.precision), a.out.c_str());
+    for (const experiment::Size& s : plan.sizes)
+      std::fprintf(stderr, "  %s: %lld steps (%.3g tokens) per run, sweep runs %lld steps\n",
+                   s.name.c_str(), static_cast<long long>(plan.steps(s)), double(plan.tokens_of(s)),
+                   static_cast<long long>(plan.sweep_steps(s)));
+  }
   const experiment::Result r = experiment::run(o);
   std::fprintf(stderr, "whtlm experiment: %d runs trained, %d resumed, %d kept, in %.0f s\n",
                r.runs_trained, r.runs_resumed, r.runs_kept, r.seconds);
@@ -137,11 +144,13 @@ void add_experiment_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "experiment",
       "The main job: train dense, wht and identity models side by side (same data, seeds and "
-      "token budget) at two sizes, measure their inference throughput and memory, and write a "
+      "token budget) at several sizes, after a learning-rate sweep, measure their inference "
+      "throughput and memory, and write a "
       "report (OUT/report/index.html) that checks the paper's claims against the measurements. "
       "Running the same command again continues an interrupted experiment.");
   cmd->add_option("--out", a->out, "Experiment folder")->capture_default_str();
-  cmd->add_flag("--quick", a->quick, "A first look in about 2 minutes (smaller, shorter runs)");
+  cmd->add_flag("--quick", a->quick,
+                "A first look in about 2 minutes (smaller, shorter runs, no sweep)");
   cmd->add_option("--scale", a->scale,
                   "Train on this many times the plan's tokens (>= 1), for longer runs")
       ->check(bounded(limits::scale))
@@ -157,7 +166,17 @@ void add_experiment_command(CLI::App& app) {
                   "How text is tokenized: byte (default), a tokenizer.json, or a folder with "
                   "GPT-2's files; the models' vocabulary follows it");
   a->threads_opt = add_threads_option(cmd, &a->threads);
+  cmd->add_option("--device", a->device,
+                  "Where the runs train and the inference sweep runs: cpu or cuda (default: the "
+                  "plan's, cpu for the built-in plans)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--precision", a->precision,
+                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only; default: "
+                  "the plan's)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--no-bench", a->no_bench, "Skip the inference sweep");
+  cmd->add_flag("--no-downstream", a->no_downstream,
+                "Skip the downstream proxy (cloze accuracy, bits per byte) of each run");
   cmd->add_flag("--quiet", a->quiet, "Less progress output");
   cmd->callback([a] { run_experiment(*a); });
 }

@@ -4,6 +4,7 @@
 // (include/whtlm/report.hpp). An experiment folder holds
 //   experiment.json     the plan, the command and the commit that ran it
 //   runs/NAME/          one training run each (train's run folder: metrics.jsonl, ...)
+//                       and its downstream proxy, downstream.json (whtlm/downstream.hpp)
 //   bench/infer.jsonl   the inference sweep over the trained shapes
 //   report/             index.html, report.md, figures (written by the report)
 // A folder whose experiment was interrupted is continued by running the same command
@@ -34,8 +35,13 @@ struct Plan {
   // use; each further one trains wht again at every size and seed, as an ablation the
   // report sets beside it (run folders SIZE-wht-init_NAME-sSEED).
   std::vector<ScaleInit> scale_inits{kDefaultScaleInit};
-  // Training: every run of every size sees the same batches for a given seed.
-  std::int64_t tokens = 0;  // per run
+  // Training: every run of every size sees the same batches for a given seed. A run of
+  // size s trains on tokens * (N_s / N_0)^tokens_exponent tokens, N the size's parameter
+  // count with a dense projection (so every variant of a size sees the same tokens) and
+  // 0 the first size, rounded up to whole steps: exponent 0 gives every size the same
+  // tokens, 1 the same tokens per parameter.
+  std::int64_t tokens = 0;  // per run of the first size
+  double tokens_exponent = 0;
   int batch = 16, seq = 128;
   double lr = 1e-3;
   // Learning-rate sweep before the seeded runs: every size and variant (projection, and
@@ -43,11 +49,21 @@ struct Plan {
   // of the run's steps at lr times each factor, in sweep/SIZE-PROJ[-TAG]-lrRATE. The
   // seeded runs of a size and variant then use the rate whose sweep run ended with the
   // lowest validation loss (report::best_rate states the rule). No factors: no sweep,
-  // every run at lr.
+  // every run at lr. A sweep run is at least lr_sweep_min_steps steps (all of a shorter
+  // run), so that a small size's sweep is not a few steps of warm-up.
   std::vector<double> lr_factors;
   double lr_sweep_fraction = 0.25;
-  std::int64_t eval_every = 25;  // steps
+  std::int64_t lr_sweep_min_steps = 20;
+  // Validation every eval_every steps; with evals > 0, instead about `evals` times per
+  // run whatever its length (every ceil(steps / evals) steps), so that every size gives
+  // the scaling fits the same number of points.
+  std::int64_t eval_every = 25;
+  int evals = 0;
   int eval_batches = 8;
+  // Where and in what precision the runs train (bf16: the matrix products, where the
+  // device has them; train's --device and --precision).
+  Device device = Device::cpu;
+  Precision precision = Precision::fp32;
   std::uint64_t first_seed = 1;
   data::DataOptions data;  // path empty: the built-in corpus
   // Inference sweep over the same shapes (random weights: throughput and memory do
@@ -59,14 +75,16 @@ struct Plan {
   double bench_max_prefill_tokens = 8192;
   int threads = 0;  // 0: all cores
 
-  std::int64_t steps() const;        // tokens / (batch * seq), rounded up
-  std::int64_t sweep_steps() const;  // lr_sweep_fraction of steps(), rounded up
+  std::int64_t tokens_of(const Size& s) const;  // whole steps of batch x seq
+  std::int64_t steps(const Size& s) const;
+  std::int64_t sweep_steps(const Size& s) const;  // as above
+  std::int64_t eval_every_of(const Size& s) const;
 };
 
-// The built-in plans: "default" (about 14 minutes on a 2-core machine), "quick"
-// (about 2 minutes). std::invalid_argument lists the names when unknown.
+// The built-in plans: "default" (at most 15 minutes on a 2-core machine), "quick"
+// (at most 3). std::invalid_argument lists the names when unknown.
 Plan builtin_plan(const std::string& name);
-// `factor` times the training tokens (factor >= 1), for longer runs.
+// `factor` times the training tokens of every size (factor >= 1), for longer runs.
 Plan scaled(Plan plan, double factor);
 
 // The plan as JSON and back (a config file for `whtlm experiment --config`). Missing
@@ -104,6 +122,7 @@ struct Options {
   std::string command_line;  // recorded in experiment.json and the report
   bool progress = true;      // progress on stderr
   bool bench = true;         // run the inference sweep
+  bool downstream = true;    // measure each run's downstream proxy (runs/NAME/downstream.json)
   bool report = true;        // write report/ at the end
 };
 

@@ -47,6 +47,10 @@ class InferenceSession {
   // Appends tokens[i] to slot slots[i] (each slot at most once) and returns the
   // logits after it, [slots.size(), vocab], in the order given.
   std::span<const float> decode(std::span<const int> slots, std::span<const std::int32_t> tokens);
+  // Forgets every token of `slot` after its first `length` (1 <= length <= length(slot)):
+  // decoding continues from there, so several continuations of one prefilled prompt
+  // are scored one after another without prefilling it again.
+  void truncate(int slot, int length);
 
  private:
   struct Impl;

@@ -44,6 +44,10 @@ inline constexpr Bound lr{0, 1e6, false, true};
 inline constexpr Bound min_lr_ratio{0, 1, false};
 inline constexpr Bound lr_factor{0, 1e9, false, true};  // an experiment's lr sweep: times lr
 inline constexpr Bound fraction{0, 1, false, true};     // a share, (0, 1]
+// An experiment's token rule: tokens grow as (parameters)^tokens_exponent.
+inline constexpr Bound tokens_exponent{0, 2, false};
+inline constexpr Bound evals{0, 1000000, true, false, false, "0: every eval_every steps"};
+inline constexpr Bound sweep_min_steps{0, 1e12, true, false, false, "0: no minimum"};
 inline constexpr Bound warmup{-1, 1e12, true, false, false, "-1: 5% of the steps, at most 200"};
 inline constexpr Bound adam_beta{0, 1, false, false, true};
 inline constexpr Bound adam_eps{0, 1, false, true};

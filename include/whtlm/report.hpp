@@ -19,6 +19,22 @@ struct CurvePoint {
   double step = 0, tokens = 0, flops = 0, elapsed_s = 0, val_loss = 0;
 };
 
+// A run's downstream proxy, read from its downstream.json (whtlm/downstream.hpp):
+// held-out cloze accuracy over K candidate words and bits per byte.
+struct Downstream {
+  bool measured = false;  // the run has a downstream.json (older folders have none)
+  bool cloze = false;     // the cloze was scored (else cloze_skipped says why)
+  std::string cloze_skipped;
+  double accuracy = 0, chance = 0, majority_accuracy = 0;
+  std::size_t items = 0, correct = 0, context_bytes = 0;
+  std::vector<std::string> candidates;
+  // The answer the model gave most often and its share of the items (a model that
+  // always gives one answer scores that word's share, whatever the context).
+  std::string top_answer;
+  double top_share = 0;
+  double bits_per_byte = 0, bytes = 0;
+};
+
 struct TrainRun {
   std::string name;  // folder name
   std::string dir;   // path as given, for links
@@ -33,6 +49,7 @@ struct TrainRun {
   std::vector<CurvePoint> val;     // in step order
   double tokens_per_s = 0;         // median over the run's steps
   std::size_t peak_rss_bytes = 0;  // of the run's process
+  Downstream downstream;           // runs/NAME/downstream.json, when there is one
   bool finished() const { return steps_total > 0 && steps_done >= steps_total; }
 };
 
@@ -138,6 +155,22 @@ InitChoice choose_scale_init(const Data& data);
 double best_rate(const Data& data, const std::string& size, Projection p, ScaleInit init);
 // The rule best_rate applies, in words, for the report.
 const char* best_rate_rule();
+
+// The downstream proxy per size and variant (dense, wht with each scale init, identity),
+// over the finished runs that measured it: cloze accuracy and bits per byte, mean over
+// seeds and spread (max - min; NaN with one seed).
+struct DownstreamArm {
+  std::string size, label;  // label: "dense", "wht", "wht, scale one", "identity"
+  Projection proj = Projection::dense;
+  ScaleInit scale_init = kDefaultScaleInit;
+  int seeds = 0;        // runs with a downstream.json
+  int cloze_seeds = 0;  // of which scored the cloze
+  double accuracy_mean = 0, accuracy_spread = 0, bpb_mean = 0, bpb_spread = 0;
+  double chance = 0, majority_accuracy = 0;
+  std::size_t items = 0;    // the fewest items among its runs
+  std::string top_answers;  // each seed's commonest answer and its share ("me 0.98, it 0.61")
+};
+std::vector<DownstreamArm> downstream_arms(const Data& data);
 
 // Every claim of the paper that the data can speak to, decided from the data.
 std::vector<Claim> decide_claims(const Data& data);

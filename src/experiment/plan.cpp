@@ -103,31 +103,68 @@ void reject_unknown(const io::JsonObject& o, const std::set<std::string>& known)
     }
 }
 
-}  // namespace
-
-std::int64_t Plan::steps() const {
-  const std::int64_t per_step = std::int64_t(batch) * seq;
-  return per_step > 0 ? (tokens + per_step - 1) / per_step : 0;
+// Steps of size s before rounding: tokens * (N_s / N_0)^tokens_exponent / (batch * seq).
+double unrounded_steps(const Plan& p, const Size& s) {
+  const double per_step = double(p.batch) * p.seq;
+  if (!(per_step > 0) || p.tokens <= 0 || p.sizes.empty()) return 0;
+  double t = double(p.tokens);
+  if (p.tokens_exponent != 0) {
+    ModelConfig first = p.sizes.front().model, own = s.model;
+    first.projection = own.projection = Projection::dense;
+    t *= std::pow(double(ParamLayout(own).count()) / double(ParamLayout(first).count()),
+                  p.tokens_exponent);
+  }
+  return t / per_step;
 }
 
-std::int64_t Plan::sweep_steps() const {
-  return std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(std::ceil(lr_sweep_fraction * double(steps()) - 1e-9)));
+}  // namespace
+
+std::int64_t Plan::tokens_of(const Size& s) const {
+  const double steps = std::ceil(unrounded_steps(*this, s) - 1e-9);
+  if (!(steps >= 1)) return std::int64_t(batch) * seq;
+  if (!(steps < double(limits::steps.max))) return std::int64_t(limits::steps.max) * batch * seq;
+  return std::int64_t(steps) * batch * seq;
+}
+
+std::int64_t Plan::steps(const Size& s) const {
+  const std::int64_t per_step = std::int64_t(batch) * seq;
+  return per_step > 0 ? tokens_of(s) / per_step : 0;
+}
+
+std::int64_t Plan::sweep_steps(const Size& s) const {
+  const std::int64_t n = steps(s);
+  const auto share = static_cast<std::int64_t>(std::ceil(lr_sweep_fraction * double(n) - 1e-9));
+  return std::min(n, std::max(share, lr_sweep_min_steps));
+}
+
+std::int64_t Plan::eval_every_of(const Size& s) const {
+  if (evals <= 0) return eval_every;
+  const std::int64_t n = steps(s);
+  return std::max<std::int64_t>(1, (n + evals - 1) / evals);
 }
 
 Plan builtin_plan(const std::string& name) {
   Plan p;
   if (name == "default") {
-    // Two widths, two seeds each, wht with its scale started two ways: 14 minutes on a
-    // 2-core AVX-512 machine (docs/results/experiment-default).
-    p.sizes = {llama_size(4, 128, 2, 2), llama_size(4, 256, 4, 2)};
-    p.tokens = 250 * 16 * 128;
+    // Three sizes spanning 22x in parameters, tokens growing as the square root of the
+    // parameters (32 steps at the smallest, 149 at the largest), two seeds each, wht's
+    // scale started two ways, and a five-rate learning-rate sweep on a quarter of each
+    // run first: about 12 minutes on a 2-core AVX-512 machine
+    // (docs/results/experiment-default).
+    p.sizes = {llama_size(2, 64, 2, 2), llama_size(4, 128, 2, 2), llama_size(4, 256, 4, 2)};
+    p.tokens = 32 * 16 * 128;
+    p.tokens_exponent = 0.5;
     p.scale_inits = {ScaleInit::matched, ScaleInit::one};
+    p.lr_factors = {0.5, 1, 2, 4, 8};
+    p.lr_sweep_fraction = 0.25;
+    p.evals = 8;
   } else if (name == "quick") {
-    // A first look in about 2 minutes: the seed spread only at the smaller size.
-    p.sizes = {llama_size(2, 128, 2, 2), llama_size(4, 128, 2, 1)};
-    p.tokens = 160 * 16 * 128;
-    p.eval_every = 20;
+    // A first look in about 2 minutes: three small sizes, one seed (two at the
+    // smallest), no sweep.
+    p.sizes = {llama_size(2, 64, 2, 2), llama_size(2, 128, 2, 1), llama_size(4, 128, 2, 1)};
+    p.tokens = 40 * 16 * 128;
+    p.tokens_exponent = 0.5;
+    p.evals = 6;
     p.bench_prompts = {64, 256};
     p.bench_batches = {1, 8};
     p.bench_repetitions = 2;
@@ -143,7 +180,7 @@ Plan scaled(Plan plan, double factor) {
   check_bound(limits::tokens, tokens, "--scale: the plan's tokens");
   plan.tokens = static_cast<std::int64_t>(tokens);
   plan.eval_every = static_cast<std::int64_t>(std::llround(double(plan.eval_every) * factor));
-  return plan;
+  return plan;  // evals (a count per run) stays
 }
 
 void validate(const Plan& p) {
@@ -202,6 +239,12 @@ void validate(const Plan& p) {
   if (!(p.lr > 0)) throw std::invalid_argument("experiment plan: lr: must be > 0");
   if (p.eval_every < 1 || p.eval_batches < 1)
     throw std::invalid_argument("experiment plan: eval_every and eval_batches must be >= 1");
+  check_bound(limits::tokens_exponent, p.tokens_exponent, "experiment plan: tokens_exponent");
+  check_bound(limits::evals, p.evals, "experiment plan: evals");
+  if (p.precision == Precision::bf16 && p.device != Device::cuda)
+    throw std::invalid_argument(
+        "experiment plan: precision: bf16 trains on the cuda device only (give \"device\": "
+        "\"cuda\", or precision fp32)");
   if (p.bench_decode < 1 || p.bench_repetitions < 1)
     throw std::invalid_argument("experiment plan: bench.decode and bench.repetitions must be >= 1");
   for (int b : p.bench_batches)
@@ -216,10 +259,13 @@ void validate(const Plan& p) {
   check_bound(limits::every, double(p.eval_every), "experiment plan: eval_every");
   check_bound(limits::max_prefill_tokens, p.bench_max_prefill_tokens,
               "experiment plan: bench.max_prefill_tokens");
-  if (p.steps() > std::int64_t(limits::steps.max))
-    throw std::invalid_argument("experiment plan: tokens: " + std::to_string(p.tokens) +
-                                " tokens are more than " + std::to_string(limits::steps.max) +
-                                " steps of batch x seq");
+  for (const Size& s : p.sizes) {
+    const double steps = unrounded_steps(p, s);
+    if (!(steps <= limits::steps.max))
+      throw std::invalid_argument("experiment plan: tokens: size " + s.name + " would train " +
+                                  rate_text(steps) + " steps of batch x seq, more than " +
+                                  rate_text(limits::steps.max));
+  }
 }
 
 std::string plan_to_json(const Plan& p) {
@@ -242,13 +288,20 @@ std::string plan_to_json(const Plan& p) {
   json j{{"sizes", sizes},
          {"projections", projs},
          {"scale_inits", inits},
-         {"lr_sweep", {{"factors", p.lr_factors}, {"fraction", p.lr_sweep_fraction}}},
+         {"lr_sweep",
+          {{"factors", p.lr_factors},
+           {"fraction", p.lr_sweep_fraction},
+           {"min_steps", p.lr_sweep_min_steps}}},
          {"tokens", p.tokens},
+         {"tokens_exponent", p.tokens_exponent},
          {"batch", p.batch},
          {"seq", p.seq},
          {"lr", p.lr},
          {"eval_every", p.eval_every},
+         {"evals", p.evals},
          {"eval_batches", p.eval_batches},
+         {"device", device_name(p.device)},
+         {"precision", precision_name(p.precision)},
          {"first_seed", p.first_seed},
          {"data", p.data.path},
          {"val_data", p.data.val_path},
@@ -266,9 +319,11 @@ std::string plan_to_json(const Plan& p) {
 Plan plan_from_json(const std::string& text, const std::string& source) {
   const json doc = io::parse_json(text, source);
   const io::JsonObject j(doc, source);
-  reject_unknown(j, {"sizes", "projections", "scale_inits", "lr_sweep", "tokens", "batch", "seq",
-                     "lr", "eval_every", "eval_batches", "first_seed", "data", "val_data",
-                     "tokenizer", "bench", "threads"});
+  reject_unknown(
+      j, {"sizes",  "projections", "scale_inits", "lr_sweep",   "tokens",   "tokens_exponent",
+          "batch",  "seq",         "lr",          "eval_every", "evals",    "eval_batches",
+          "device", "precision",   "first_seed",  "data",       "val_data", "tokenizer",
+          "bench",  "threads"});
   Plan p = builtin_plan("default");
   if (j.has("sizes")) {
     const json& sizes = j.at("sizes");
@@ -318,7 +373,7 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
   read_names(j, "scale_inits", parse_scale_init, p.scale_inits);
   if (j.has("lr_sweep")) {
     const io::JsonObject w = j.object("lr_sweep");
-    reject_unknown(w, {"factors", "fraction"});
+    reject_unknown(w, {"factors", "fraction", "min_steps"});
     if (w.has("factors")) {
       const json& v = w.at("factors");
       if (!v.is_array()) w.fail("factors", "expected an array of numbers");
@@ -330,13 +385,30 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
       }
     }
     read_number(w, "fraction", limits::fraction, p.lr_sweep_fraction);
+    read_number(w, "min_steps", limits::sweep_min_steps, p.lr_sweep_min_steps);
   }
   read_number(j, "tokens", limits::tokens, p.tokens);
   read_number(j, "batch", limits::batch, p.batch);
   read_number(j, "seq", limits::seq, p.seq);
   read_number(j, "lr", limits::lr, p.lr);
+  read_number(j, "tokens_exponent", limits::tokens_exponent, p.tokens_exponent);
   read_number(j, "eval_every", limits::every, p.eval_every);
+  read_number(j, "evals", limits::evals, p.evals);
   read_number(j, "eval_batches", limits::eval_batches, p.eval_batches);
+  if (j.has("device")) {
+    try {
+      p.device = parse_device(j.string("device"));
+    } catch (const std::invalid_argument& e) {
+      j.fail("device", e.what());
+    }
+  }
+  if (j.has("precision")) {
+    try {
+      p.precision = parse_precision(j.string("precision"));
+    } catch (const std::invalid_argument& e) {
+      j.fail("precision", e.what());
+    }
+  }
   if (j.has("first_seed")) p.first_seed = j.unsigned_integer("first_seed");
   read_string(j, "data", p.data.path);
   read_string(j, "val_data", p.data.val_path);

@@ -1,7 +1,7 @@
-// Runs an experiment plan: every training run, then the inference sweep, then the
-// report. Each piece of work runs in a child process (fork), so that a run's peak
-// memory is its own and a crash in one run leaves the others intact; finished work is
-// recognised from the files it left and is not redone.
+// Runs an experiment plan: every training run, then each run's downstream proxy, then
+// the inference sweep, then the report. Each piece of work runs in a child process
+// (fork), so that a run's peak memory is its own and a crash in one run leaves the
+// others intact; finished work is recognised from the files it left and is not redone.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,10 +15,14 @@
 #include <string>
 
 #include "io/json_read.hpp"
+#include "whtlm/checkpoint.hpp"
+#include "whtlm/device.hpp"
+#include "whtlm/downstream.hpp"
 #include "whtlm/experiment.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/perf.hpp"
 #include "whtlm/report.hpp"
+#include "whtlm/threads.hpp"
 #include "whtlm/train.hpp"
 
 namespace whtlm::experiment {
@@ -147,8 +151,8 @@ void check_run_folders(const Options& o) {
   }
 }
 
-// A sweep run (sweep = true) is 'lr_sweep_fraction' of the steps with a validation at
-// its end only; a seeded run is the plan's length. Both at run.lr.
+// A sweep run (sweep = true) is 'lr_sweep_fraction' of its size's steps with a
+// validation at its end only; a seeded run is its size's length. Both at run.lr.
 TrainOptions train_options(const Plan& p, const RunSpec& run, const std::string& dir, bool sweep) {
   TrainOptions t;
   t.model = run.size->model;
@@ -158,10 +162,13 @@ TrainOptions train_options(const Plan& p, const RunSpec& run, const std::string&
   t.data = p.data;
   t.batch = p.batch;
   t.seq = p.seq;
-  t.tokens = sweep ? p.sweep_steps() * std::int64_t(p.batch) * p.seq : p.tokens;
+  t.tokens =
+      (sweep ? p.sweep_steps(*run.size) : p.steps(*run.size)) * std::int64_t(p.batch) * p.seq;
   t.lr = run.lr;
   t.seed = run.seed;
-  t.eval_every = sweep ? 0 : p.eval_every;
+  t.eval_every = sweep ? 0 : p.eval_every_of(*run.size);
+  t.device = p.device;
+  t.precision = p.precision;
   t.eval_batches = p.eval_batches;
   t.threads = p.threads;
   t.out = dir;
@@ -174,6 +181,14 @@ Result run(const Options& o) {
   const Plan& p = o.plan;
   validate(p);
   if (o.out.empty()) throw std::invalid_argument("experiment: --out is required");
+  for (const std::string& path : {p.data.path, p.data.val_path})
+    if (std::error_code ec; !path.empty() && !fs::exists(path, ec))
+      throw std::invalid_argument("experiment: data " + path +
+                                  ": does not exist (prepare it first: `whtlm data prepare`, "
+                                  "or scripts/prepare-corpus for the Linux documentation)");
+  if (std::string why; !device_usable(p.device, &why))
+    throw std::invalid_argument(std::string("experiment: device ") + device_name(p.device) + ": " +
+                                why);
   const auto start = Clock::now();
   auto since_start = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   check_run_folders(o);
@@ -194,7 +209,7 @@ Result run(const Options& o) {
     ++index;
     const std::string& name = run.name;
     const std::string dir = path_in(path_in(o.out, is_sweep ? "sweep" : "runs"), name);
-    const std::int64_t steps = is_sweep ? p.sweep_steps() : p.steps();
+    const std::int64_t steps = is_sweep ? p.sweep_steps(*run.size) : p.steps(*run.size);
     std::error_code ec;
     const std::int64_t done =
         fs::exists(path_in(dir, "train_state.json"), ec) ? read_run_state(dir).step : -1;
@@ -246,6 +261,47 @@ Result run(const Options& o) {
   }
   for (const RunSpec& run : runs) train_one(run, false);
 
+  // The downstream proxy (whtlm/downstream.hpp) of every finished seeded run, each in a
+  // child process of its own, from the run's final checkpoint; a run that has its
+  // downstream.json is kept.
+  if (o.downstream)
+    for (const RunSpec& run : runs) {
+      const std::string dir = path_in(path_in(o.out, "runs"), run.name);
+      const std::string file = path_in(dir, "downstream.json");
+      std::error_code ec;
+      if (fs::exists(file, ec) || !fs::exists(path_in(dir, "train_state.json"), ec)) continue;
+      const RunState state = read_run_state(dir);
+      if (!state.finished() || state.checkpoint.empty()) continue;
+      if (o.progress)
+        std::fprintf(stderr, "downstream %s: cloze accuracy and bits per byte  (elapsed %s)\n",
+                     run.name.c_str(), elapsed_text(since_start()).c_str());
+      // A failure leaves the run without its proxy (the report says "not measured") and
+      // the experiment goes on; the next start tries again.
+      try {
+        in_child("downstream " + run.name, [&] {
+          set_num_threads(p.threads > 0 ? p.threads : available_cores());
+          const auto model = load_model(path_in(dir, state.checkpoint), state.options.device,
+                                        state.options.precision);
+          downstream::Options d;
+          d.seq = state.options.seq;
+          downstream::Result res = downstream::evaluate(*model, state.options.data, d);
+          res.checkpoint = state.checkpoint;
+          io::write_file_atomic(file, downstream::result_to_json(res));
+          if (!o.progress) return;
+          if (res.cloze_skipped.empty())
+            std::fprintf(stderr,
+                         "  cloze %.3f of %zu items (chance %.3f), %.4f bits per byte, %.1f s\n",
+                         res.accuracy, res.items, res.chance, res.bits_per_byte, res.seconds);
+          else
+            std::fprintf(stderr, "  %.4f bits per byte, %.1f s; no cloze: %s\n", res.bits_per_byte,
+                         res.seconds, res.cloze_skipped.c_str());
+        });
+      } catch (const std::runtime_error& e) {
+        std::fprintf(stderr, "whtlm: warning: %s; the report leaves its downstream proxy out\n",
+                     e.what());
+      }
+    }
+
   const std::string bench_dir = path_in(o.out, "bench");
   const std::string bench_file = path_in(bench_dir, "infer.jsonl");
   if (o.bench && !fs::exists(bench_file)) {
@@ -268,6 +324,8 @@ Result run(const Options& o) {
         b.vocab = s.model.vocab_size;
         b.context = max_prompt + p.bench_decode;
         b.threads = p.threads;
+        b.device = p.device;
+        b.precision = p.precision;
         b.repetitions = p.bench_repetitions;
         b.max_prefill_tokens = p.bench_max_prefill_tokens;
         if (o.progress)

@@ -276,4 +276,18 @@ std::span<const float> InferenceSession::decode(std::span<const int> slots,
   return {m.logits.data(), slots.size() * m.V};
 }
 
+void InferenceSession::truncate(int slot, int length) {
+  Impl& m = *impl_;
+  if (slot < 0 || slot >= m.max_batch)
+    throw std::invalid_argument("truncate: slot " + std::to_string(slot) + " outside 0.." +
+                                std::to_string(m.max_batch - 1));
+  const int have = m.lengths[std::size_t(slot)];
+  if (length < 1 || length > have)
+    throw std::invalid_argument("truncate: length " + std::to_string(length) + " outside 1.." +
+                                std::to_string(have) + " (slot " + std::to_string(slot) + ")");
+  // Positions from `length` on are overwritten by the next decode; attention reads only
+  // the positions before each row's own.
+  m.lengths[std::size_t(slot)] = length;
+}
+
 }  // namespace whtlm

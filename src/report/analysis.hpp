@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -41,5 +42,17 @@ CaseRatio case_ratio(const perf::Summary& wht, const perf::Summary& dense);
 
 double mean(const std::vector<double>& v);    // NaN when empty
 double spread(const std::vector<double>& v);  // max - min; NaN with fewer than two values
+
+// The downstream proxy (src/report/downstream.cpp): its claim row, and its section's
+// text and table (link turns a data file's path into the report's link to it).
+struct TextTable {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  int link_column = -1;
+};
+Claim downstream_claim(const Data& d);
+std::string downstream_note(const Data& d);
+TextTable downstream_table(const Data& d,
+                           const std::function<std::string(const std::string&)>& link);
 
 }  // namespace whtlm::report::detail

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "report/analysis.hpp"
+#include "report/fit.hpp"
 #include "whtlm/report.hpp"
 
 namespace whtlm::report {
@@ -89,25 +90,6 @@ double loss_at(const TrainRun& r, double flops) {
     return a.val_loss + t * (b.val_loss - a.val_loss);
   }
   return kNaN;
-}
-
-// Least-squares slope of ln(loss) against ln(FLOPs) over the second half of the run
-// (points at or beyond half the final FLOPs).
-double late_slope(const TrainRun& r) {
-  if (r.val.empty()) return kNaN;
-  const double half = 0.5 * r.val.back().flops;
-  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (const CurvePoint& p : r.val) {
-    if (p.flops < half || p.flops <= 0 || p.val_loss <= 0) continue;
-    const double x = std::log(p.flops), y = std::log(p.val_loss);
-    n += 1;
-    sx += x;
-    sy += y;
-    sxx += x * x;
-    sxy += x * y;
-  }
-  const double den = n * sxx - sx * sx;
-  return n >= 3 && den > 0 ? (n * sxy - sx * sy) / den : kNaN;
 }
 
 // f of each finished run of a size and projection, in seed order.
@@ -500,33 +482,56 @@ std::vector<Claim> decide_claims(const Data& d) {
     }
   }
 
-  {  // 9. Steeper loss against FLOPs.
+  const Scaling scaling = scaling_fits(d);
+  const ScalingFit *fit_dense = scaling.find(Projection::dense),
+                   *fit_wht = scaling.find(Projection::wht);
+  const bool fitted = fit_dense && fit_wht && !scaling.paired.empty();
+  // Fits across fewer than three sizes fix no trend: the fit-based verdicts need three.
+  constexpr int kFitSizes = 3;
+  const bool fits_decide = fitted && scaling.sizes >= kFitSizes && scaling.min_seeds >= 2;
+  std::string too_few;
+  if (fitted && scaling.sizes < kFitSizes)
+    too_few = "; only " + std::to_string(scaling.sizes) + " sizes, so inconclusive";
+  else if (fitted && scaling.min_seeds < 2)
+    too_few = "; one seed at a size, so the interval is unknown and the verdict inconclusive";
+  auto times = [](double f) {
+    return std::isfinite(f) ? (f < 1.05 ? std::string("already") : fmt("%.3gx", f))
+                            : std::string("no finite factor");
+  };
+
+  {  // 9. Steeper loss against FLOPs: the fitted exponents.
     Claim c{"steeper_loss",
             "Validation loss falls more steeply against training FLOPs",
             "steeper (v1, v2)",
             "",
             "",
             Verdict::not_measured};
-    std::vector<Evidence> ev;
-    for (const auto& [name, m] : sizes) {
-      const std::vector<double> w = per_seed(d, name, Projection::wht, late_slope),
-                                x = per_seed(d, name, Projection::dense, late_slope);
-      if (w.empty() || x.empty()) continue;
-      const double noise = std::max(spread(w), spread(x));
-      // Steeper means more negative: dense's slope minus wht's is positive.
-      ev.push_back({name, mean(x) - mean(w), noise});
-      c.ours += (c.ours.empty() ? "" : "; ") + name + " slope dense " + fmt("%.3f", mean(x)) +
-                ", wht " + fmt("%.3f", mean(w));
+    if (fitted) {
+      const Interval& iv = scaling.alpha_diff_interval;
+      c.ours = "alpha dense " + fmt("%.3f", fit_dense->fit.alpha) + ", wht " +
+               fmt("%.3f", fit_wht->fit.alpha) + "; wht - dense " +
+               fmt("%+.3f", scaling.alpha_diff) + " (5-95% " + fmt("%+.3f", iv.lo) + " to " +
+               fmt("%+.3f", iv.hi) + ", " + std::to_string(scaling.paired.size()) +
+               " replicates, " + std::to_string(scaling.sizes) + " sizes)";
+      const bool decided = iv.lo > 0 || iv.hi < 0;
+      c.verdict = iv.lo > 0 ? Verdict::held : iv.hi < 0 ? Verdict::not_held : Verdict::inconclusive;
+      if (!fits_decide) c.verdict = Verdict::inconclusive;
+      if (!decided)
+        c.ours += "; to decide: about " + times(seeds_factor(scaling.alpha_diff, iv)) +
+                  " the seeds (and runs) at every size, if the interval narrows as 1/sqrt(seeds)";
+      c.ours += too_few;
     }
     c.rule =
-        "least-squares slope of ln(val loss) against ln(FLOPs) over the second half of each "
-        "run, mean over seeds; noise: the larger spread over seeds (unknown with one seed); "
-        "held when wht is steeper beyond the noise at every size";
-    c.verdict = all_of(ev);
+        "the exponent alpha of L = E + A C^-alpha fitted per projection to validation loss "
+        "against training FLOPs across sizes and along runs (the Scaling fits section); "
+        "interval: 5th-95th percentile of wht's alpha minus dense's over bootstrap replicates "
+        "that resample each size's seeds, the same draw for both; held when the interval "
+        "lies above zero, not held when below, with fits across at least three sizes of at "
+        "least two seeds each";
     claims.push_back(c);
   }
 
-  {  // 10. Lower loss at an equal training budget.
+  {  // 10. Lower loss at an equal training budget: per size, and from the fits.
     Claim c{"equal_budget_loss",
             "Lower validation loss at an equal training budget",
             "lower (v2)",
@@ -544,13 +549,73 @@ std::vector<Claim> decide_claims(const Data& d) {
                 (std::isfinite(noise) ? " (seed spread " + fmt("%.4f", noise) + ")"
                                       : " (one seed: spread unknown)");
     }
+    const Verdict per_size = all_of(ev);
+    c.verdict = per_size;
+    if (fitted) {
+      const Gap g = fitted_gap(scaling, scaling.flops_hi);
+      c.ours += (c.ours.empty() ? "" : ". ") + std::string("Fits at ") +
+                fmt("%.3g", scaling.flops_hi) + " FLOPs (the largest measured): wht - dense " +
+                fmt("%+.4f", g.value) + " nats (5-95% " + fmt("%+.4f", g.interval.lo) + " to " +
+                fmt("%+.4f", g.interval.hi) + ")";
+      const int fit_sign = g.interval.hi < 0 ? 1 : g.interval.lo > 0 ? -1 : 0;  // 1: wht lower
+      if (per_size == Verdict::not_held || (fit_sign < 0 && fits_decide))
+        c.verdict = Verdict::not_held;
+      else if (per_size == Verdict::held && fit_sign > 0 && fits_decide)
+        c.verdict = Verdict::held;
+      else
+        c.verdict = Verdict::inconclusive;
+      if (fit_sign == 0) {
+        int sign = 0;
+        const double at = first_decided_budget(scaling, &sign);
+        c.ours += std::isfinite(at)
+                      ? "; the fits' interval first excludes zero at " + fmt("%.3g", at) +
+                            " FLOPs (" + fmt("%.3gx", at / scaling.flops_hi) +
+                            " the largest measured), with wht " + (sign < 0 ? "lower" : "higher")
+                      : "; the fits' interval includes zero up to 1000x the largest measured "
+                        "budget";
+        c.ours += "; or about " + times(seeds_factor(g.value, g.interval)) +
+                  " the seeds at the measured budgets";
+      }
+      c.ours += too_few;
+    }
     c.rule =
-        "each run's validation loss interpolated at the least final FLOPs of the size's "
-        "dense and wht runs, mean over seeds; noise: the larger spread over seeds; held when "
-        "wht is lower beyond the noise at every size";
+        "per size: each run's validation loss interpolated at the least final FLOPs of the "
+        "size's dense and wht runs, mean over seeds, noise the larger spread over seeds; from "
+        "the fits: wht's fitted loss minus dense's at the largest measured budget, with its "
+        "bootstrap interval. Held when wht is lower beyond the noise at every size and the "
+        "fits' interval lies below zero (fits across at least three sizes of at least two "
+        "seeds); not held when wht is higher beyond the noise at a size or the interval lies "
+        "above zero";
+    claims.push_back(c);
+  }
+
+  {  // 11. The Hadamard's mixing against doing nothing (identity): the paper's argument.
+    Claim c{"beats_identity",
+            "The Hadamard's cross-head mixing beats no output projection (identity)",
+            "the reason for a Hadamard rather than nothing (v2)",
+            "",
+            "",
+            Verdict::not_measured};
+    std::vector<Evidence> ev;
+    for (const auto& [name, m] : sizes) {
+      const auto final_loss = [](const TrainRun& r) {
+        return r.val.empty() ? kNaN : r.val.back().val_loss;
+      };
+      const std::vector<double> w = per_seed(d, name, Projection::wht, final_loss),
+                                x = per_seed(d, name, Projection::identity, final_loss);
+      if (w.empty() || x.empty()) continue;
+      ev.push_back({name, mean(x) - mean(w), std::max(spread(w), spread(x))});
+    }
+    c.ours = join_evidence(ev, "%+.4f");
+    if (!c.ours.empty()) c.ours = "identity - wht final val loss: " + c.ours;
+    c.rule =
+        "final validation loss at equal tokens, identity's mean over seeds minus wht's; "
+        "noise: the larger spread over seeds; held when wht is lower beyond the noise at "
+        "every size, not held when higher beyond it at any";
     c.verdict = all_of(ev);
     claims.push_back(c);
   }
+  claims.push_back(downstream_claim(d));  // src/report/downstream.cpp
   return claims;
 }
 

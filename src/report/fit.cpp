@@ -184,6 +184,16 @@ Scaling scaling_fits(const Data& d, int replicates, std::uint64_t seed) {
     out.fits.push_back(f);
   }
   if (out.fits.empty()) return out;
+  for (const auto& [name, model] : sizes) {
+    bool has = false;
+    for (const ScalingFit& f : out.fits) has = has || !runs_of(d, name, f.proj).empty();
+    if (!has) continue;
+    ++out.sizes;
+    for (Projection p : {Projection::dense, Projection::wht}) {
+      const int n = int(runs_of(d, name, p).size());
+      out.min_seeds = out.min_seeds == 0 ? n : std::min(out.min_seeds, n);
+    }
+  }
   out.flops_lo = lo;
   out.flops_hi = hi;
   const ScalingFit *dense = nullptr, *wht = nullptr;
@@ -217,6 +227,7 @@ Scaling scaling_fits(const Data& d, int replicates, std::uint64_t seed) {
     }
     if (fd.ok() && fw.ok()) {
       ++both;
+      out.paired.emplace_back(fd, fw);
       const double c = crossing(fd, fw, lo, 1000 * hi);
       if (std::isfinite(c)) {
         ++crossed;
@@ -231,7 +242,52 @@ Scaling scaling_fits(const Data& d, int replicates, std::uint64_t seed) {
   }
   out.crossing_interval = interval(cross);
   out.crossing_share = both > 0 ? double(crossed) / double(both) : 0;
+  if (dense && wht) {
+    out.alpha_diff = wht->fit.alpha - dense->fit.alpha;
+    std::vector<double> diffs;
+    for (const auto& [fd, fw] : out.paired) diffs.push_back(fw.alpha - fd.alpha);
+    out.alpha_diff_interval = interval(diffs);
+  }
   return out;
+}
+
+const ScalingFit* Scaling::find(Projection p) const {
+  for (const ScalingFit& f : fits)
+    if (f.proj == p) return &f;
+  return nullptr;
+}
+
+Gap fitted_gap(const Scaling& s, double flops) {
+  Gap g;
+  const ScalingFit *dense = s.find(Projection::dense), *wht = s.find(Projection::wht);
+  if (!dense || !wht || !(flops > 0)) return g;
+  g.value = wht->fit(flops) - dense->fit(flops);
+  std::vector<double> v;
+  for (const auto& [fd, fw] : s.paired) v.push_back(fw(flops) - fd(flops));
+  g.interval = interval(v);
+  return g;
+}
+
+double first_decided_budget(const Scaling& s, int* sign) {
+  if (!(s.flops_hi > 0)) return kNaN;
+  const int steps = 120;  // 1000x in steps of 10^(1/40)
+  for (int k = 0; k <= steps; ++k) {
+    const double c = s.flops_hi * std::pow(1000.0, double(k) / steps);
+    const Gap g = fitted_gap(s, c);
+    if (g.interval.hi < 0 || g.interval.lo > 0) {
+      if (sign) *sign = g.interval.hi < 0 ? -1 : 1;
+      return c;
+    }
+  }
+  return kNaN;
+}
+
+double seeds_factor(double value, const Interval& iv) {
+  if (!std::isfinite(value) || !std::isfinite(iv.lo) || !std::isfinite(iv.hi))
+    return std::numeric_limits<double>::infinity();
+  if (value == 0) return std::numeric_limits<double>::infinity();
+  const double half = 0.5 * (iv.hi - iv.lo) / std::fabs(value);
+  return std::max(1.0, half * half);
 }
 
 }  // namespace whtlm::report::detail

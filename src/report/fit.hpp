@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "whtlm/report.hpp"
@@ -60,13 +61,39 @@ struct ScalingFit {
 struct Scaling {
   std::vector<ScalingFit> fits;       // dense, wht, identity where they have points
   double flops_lo = 0, flops_hi = 0;  // the range the points span
+  int sizes = 0;                      // sizes whose runs gave points
+  // The fewest seeds any of those sizes has for dense or wht: with one, the bootstrap
+  // cannot resample and its intervals say nothing.
+  int min_seeds = 0;
   // Where wht's fit crosses dense's, searched from flops_lo to 1000 x flops_hi: NaN when
   // it does not; the interval is over the bootstrap replicates' crossings, with
   // `crossing_share` the share of replicates that cross at all.
   double crossing = std::numeric_limits<double>::quiet_NaN();
   Interval crossing_interval;
   double crossing_share = 0;
+  // wht's alpha minus dense's, on all seeds and over the paired replicates.
+  double alpha_diff = std::numeric_limits<double>::quiet_NaN();
+  Interval alpha_diff_interval;
+  // The (dense, wht) fits of every replicate where both were ok(), for gaps at any budget.
+  std::vector<std::pair<PowerLaw, PowerLaw>> paired;
+  const ScalingFit* find(Projection p) const;  // nullptr when that projection has no fit
 };
 Scaling scaling_fits(const Data& d, int replicates = 200, std::uint64_t seed = 1);
+
+// wht's fitted loss minus dense's at a training budget: on all seeds, and the 5th-95th
+// percentile over the paired replicates (NaN without both fits).
+struct Gap {
+  double value = std::numeric_limits<double>::quiet_NaN();
+  Interval interval;
+};
+Gap fitted_gap(const Scaling& s, double flops);
+// The least budget from s.flops_hi up to 1000 x s.flops_hi (log-spaced) at which the
+// gap's interval excludes zero, with the gap's sign there in *sign (-1: wht lower); NaN
+// when there is none.
+double first_decided_budget(const Scaling& s, int* sign = nullptr);
+// How many times the seeds (so the runs) an interval [lo, hi] around `value` would need
+// to exclude zero, if its width shrinks as 1 / sqrt(seeds): ((hi - lo) / 2 / |value|)^2;
+// at least 1, infinite for a zero value.
+double seeds_factor(double value, const Interval& iv);
 
 }  // namespace whtlm::report::detail

@@ -45,6 +45,63 @@ double median(std::vector<double> v) {
   return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// The run's downstream.json, when it has one (whtlm/downstream.hpp writes it). A file
+// that cannot be read leaves the proxy out with a warning; the run itself is kept.
+void load_downstream(const std::string& dir, TrainRun& r, Data& data) {
+  const std::string path = (fs::path(dir) / "downstream.json").string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  constexpr Bound kShare{0, 1, false};
+  try {
+    const json doc = io::parse_json(io::read_file(path), path);
+    const io::JsonObject o(doc, path);
+    if (o.string("kind") != "whtlm downstream") o.fail("kind", "expected \"whtlm downstream\"");
+    Downstream d;
+    d.bits_per_byte = o.number("bits_per_byte", kNonNegative);
+    d.bytes = o.number("bytes_scored", kNonNegative);
+    if (o.has("cloze")) {
+      const io::JsonObject c = o.object("cloze");
+      d.cloze = true;
+      d.items = c.integer<std::size_t>("items", limits::file_bytes);
+      d.correct = c.integer<std::size_t>("correct", limits::file_bytes);
+      if (d.items == 0 || d.correct > d.items)
+        c.fail("correct", "expected 0 to items (" + std::to_string(d.items) + "), items > 0");
+      d.accuracy = double(d.correct) / double(d.items);
+      d.chance = c.number("chance", kShare);
+      d.majority_accuracy = c.number("majority_accuracy", kShare);
+      d.context_bytes = c.integer<std::size_t>("context_bytes", limits::file_bytes);
+      const json& words = c.at("candidates");
+      if (!words.is_array()) c.fail("candidates", "expected an array of words");
+      for (const json& w : words) {
+        if (!w.is_string()) c.fail("candidates", "expected an array of words");
+        d.candidates.push_back(w.get<std::string>());
+      }
+      if (c.has("predictions")) {
+        const json& p = c.at("predictions");
+        if (!p.is_array() || p.size() != d.candidates.size())
+          c.fail("predictions", "expected one count per candidate");
+        std::size_t top = 0, total = 0;
+        for (std::size_t k = 0; k < p.size(); ++k) {
+          if (!p[k].is_number_unsigned()) c.fail("predictions", "expected counts");
+          const std::size_t n = p[k].get<std::size_t>();
+          total += n;
+          if (n > p[top].get<std::size_t>()) top = k;
+        }
+        if (total != d.items) c.fail("predictions", "the counts do not add up to items");
+        d.top_answer = d.candidates[top];
+        d.top_share = double(p[top].get<std::size_t>()) / double(d.items);
+      }
+    } else {
+      d.cloze_skipped = o.string("cloze_skipped", "no cloze recorded");
+    }
+    d.measured = true;
+    r.downstream = d;
+    data.sources.push_back(path);
+  } catch (const std::exception& e) {
+    data.warnings.push_back(std::string(e.what()) + " (the run's downstream proxy is left out)");
+  }
+}
+
 void load_run(const std::string& dir, const std::string& size, Data& data) {
   const std::string metrics = (fs::path(dir) / "metrics.jsonl").string();
   if (!fs::exists(fs::path(dir) / "train_state.json")) {
@@ -100,6 +157,7 @@ void load_run(const std::string& dir, const std::string& size, Data& data) {
     data.warnings.push_back(dir + ": unfinished (step " + std::to_string(r.steps_done) + " of " +
                             std::to_string(r.steps_total) + ")");
   data.sources.push_back(metrics);
+  load_downstream(dir, r, data);
   data.runs.push_back(std::move(r));
 }
 

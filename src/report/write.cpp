@@ -236,7 +236,7 @@ class Writer {
     const std::vector<std::string> pngs = convert_to_png(w.figures);
     w.figures.insert(w.figures.end(), pngs.begin(), pngs.end());
 
-    std::vector<Section> sections = {{"Claims", "", claims_table(w.claims), {}},
+    std::vector<Section> sections = {{"Claims", claims_note(w.claims), claims_table(w.claims), {}},
                                      {"Parameters", "", params_table(), {}}};
     if (!d_.sweep.empty())  // only a plan with a learning-rate sweep has one
       sections.push_back({"Learning rate", sweep_note(), sweep_table(), sweep_figs});
@@ -246,6 +246,14 @@ class Writer {
                      {"How wht's scale starts", init_note(), init_table(), {}},
                      {"Scaling fits", fits_note(scaling), fits_table(scaling), fit_figs},
                      {"Inference", "", infer_table(), infer_figs}});
+    {  // The downstream proxy (src/report/downstream.cpp), before the inference section.
+      const TextTable t = downstream_table(d_, [this](const std::string& f) { return link(f); });
+      const auto at = std::find_if(sections.begin(), sections.end(),
+                                   [](const Section& s) { return s.title == "Inference"; });
+      sections.insert(
+          at,
+          {"Downstream proxy", downstream_note(d_), Table{t.header, t.rows, t.link_column}, {}});
+    }
     w.report_md = path("report.md");
     w.index_html = path("index.html");
     io::write_file_atomic(w.report_md, markdown(sections));
@@ -454,6 +462,35 @@ class Writer {
     return out;
   }
 
+  // What this budget decided and what it left open, in one paragraph over the table.
+  std::string claims_note(const std::vector<Claim>& claims) const {
+    std::string held, failed, open;
+    for (const Claim& c : claims) {
+      std::string* list = c.verdict == Verdict::held           ? &held
+                          : c.verdict == Verdict::not_held     ? &failed
+                          : c.verdict == Verdict::inconclusive ? &open
+                                                               : nullptr;
+      if (list == nullptr) continue;
+      if (!list->empty()) *list += "; ";
+      *list += c.claim;
+    }
+    if (held.empty() && failed.empty() && open.empty()) return "";
+    double flops = 0;
+    for (const TrainRun& r : d_.runs)
+      if (r.finished() && !r.val.empty()) flops = std::max(flops, r.val.back().flops);
+    std::string n = "At this budget";
+    if (flops > 0)
+      n += " (" + std::to_string(sizes_.size()) + " sizes, the largest run " + si_number(flops) +
+           " training FLOPs)";
+    n += ": held: " + (held.empty() ? std::string("none") : held) +
+         ". Did not hold: " + (failed.empty() ? std::string("none") : failed) +
+         ". Inconclusive: " + (open.empty() ? std::string("none") : open) + ".";
+    if (!open.empty())
+      n += " An inconclusive training claim's row says what more compute would decide it, "
+           "read from the fits.";
+    return n;
+  }
+
   Table claims_table(const std::vector<Claim>& claims) const {
     Table t{{"claim", "paper", "ours (measured here)", "verdict", "how it is decided"}, {}};
     for (const Claim& c : claims)
@@ -586,10 +623,27 @@ class Writer {
 
   std::string sweep_note() const {
     if (d_.sweep.empty()) return "";
-    return std::string(
-               "Before the seeded runs each size and variant was trained once at every "
-               "rate of the sweep; the seeded runs use the rate chosen by this rule: ") +
-           best_rate_rule() + ".";
+    std::string n = std::string(
+                        "Before the seeded runs each size and variant was trained once at every "
+                        "rate of the sweep, for a share of its run's steps; the seeded runs use "
+                        "the rate chosen by this rule: ") +
+                    best_rate_rule() + ".";
+    // A best rate at either end of the grid may not be the best rate at all.
+    std::set<double> rates;
+    for (const SweepRun& r : d_.sweep) rates.insert(r.lr);
+    std::string edge;
+    for (const auto& [sz, p, init] : sweep_variants()) {
+      const double best = best_rate(d_, sz, p, init);
+      if (best > 0 && rates.size() > 1 && (best == *rates.begin() || best == *rates.rbegin()))
+        edge += (edge.empty() ? "" : ", ") + sz + " " + variant_label(p, init) + " (" +
+                si_number(best) + ")";
+    }
+    if (!edge.empty())
+      n += " The chosen rate is at an end of the grid for " + edge +
+           ": a wider grid might find a better one there.";
+    n += " A short run favours larger rates than a full one would; the seeded runs' curves "
+         "show whether the choice held up.";
+    return n;
   }
 
   Table sweep_table() const {
@@ -660,8 +714,30 @@ class Writer {
     else
       n += "wht's and dense's fits do not cross between " + range + " FLOPs (" +
            fmt("%.0f%%", 100 * s.crossing_share) + " of the replicates cross there).";
+    if (std::isfinite(s.alpha_diff))
+      n += " wht's alpha minus dense's: " + fmt("%+.3f", s.alpha_diff) + " (" +
+           fmt("%+.3f", s.alpha_diff_interval.lo) + " to " +
+           fmt("%+.3f", s.alpha_diff_interval.hi) + ").";
+    const Gap g = fitted_gap(s, s.flops_hi);
+    if (std::isfinite(g.value)) {
+      n += " wht's fitted loss minus dense's at " + si_number(s.flops_hi) +
+           " FLOPs: " + fmt("%+.4f", g.value) + " nats (" + fmt("%+.4f", g.interval.lo) + " to " +
+           fmt("%+.4f", g.interval.hi) + ")";
+      int sign = 0;
+      const double at = first_decided_budget(s, &sign);
+      if (!std::isfinite(at))
+        n += "; its interval includes zero up to 1000x that budget.";
+      else if (at <= s.flops_hi)
+        n += std::string("; its interval excludes zero there (wht ") +
+             (sign < 0 ? "lower" : "higher") + ").";
+      else
+        n += "; its interval first excludes zero at " + si_number(at) + " FLOPs, " +
+             fmt("%.3gx", at / s.flops_hi) + " the largest budget measured (wht " +
+             (sign < 0 ? "lower" : "higher") + ").";
+    }
     n += " With few sizes and short runs the floor E and the exponent trade off against each "
-         "other; the intervals say how far the data pin them down.";
+         "other; the intervals say how far the data pin them down, and extrapolating beyond "
+         "the measured range assumes the fitted form holds there.";
     return n;
   }
 

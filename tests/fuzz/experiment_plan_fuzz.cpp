@@ -23,7 +23,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         experiment::plan_to_json(experiment::plan_from_json(first, "round trip"));
     fuzz::check(first == second, "the plan's JSON changed in a round trip:\n" + fuzz::quote(first) +
                                      "\nbecame\n" + fuzz::quote(second));
-    (void)plan.steps();
+    for (const experiment::Size& s : plan.sizes) {
+      (void)plan.steps(s);
+      (void)plan.sweep_steps(s);
+      (void)plan.eval_every_of(s);
+    }
   });
   return 0;
 }

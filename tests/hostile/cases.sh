@@ -958,6 +958,20 @@ given 'fixture plan.json; json_set plan.json first_seed -1'
 hcase exp-config-seed-neg error plan.json first_seed -- whtlm "${EXP[@]}" --out e
 given 'fixture plan.json; json_set plan.json eval_every 0'
 hcase exp-config-eval-every-0 error plan.json eval_every -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json lr_sweep.min_steps -3'
+hcase exp-lr-sweep-min-steps-neg error plan.json min_steps -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json tokens_exponent 3'
+hcase exp-config-tokens-exponent-3 error plan.json tokens_exponent -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json tokens 1e17'
+hcase exp-config-tokens-steps-over error plan.json L1-d64 steps -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json evals -1'
+hcase exp-config-evals-neg error plan.json evals -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json device "\"tpu\""'
+hcase exp-config-device-unknown error plan.json device tpu -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json precision "\"bf16\""'
+hcase exp-config-bf16-on-cpu error plan.json precision cuda -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json data "\"nowhere/shards\""'
+hcase exp-config-data-missing error nowhere/shards prepare -- whtlm "${EXP[@]}" --out e
 given 'fixture plan.json'
 hcase exp-quick-and-config error --quick --config -- whtlm "${EXP[@]}" --quick --out e
 given 'fixture plan.json; fixture exp'

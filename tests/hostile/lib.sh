@@ -211,6 +211,8 @@ p.update(projections=["dense", "wht"], tokens=256, batch=2, seq=32, eval_every=2
          eval_batches=1, threads=1, data=sys.argv[1] + "/small.txt",
          val_data=sys.argv[1] + "/val.txt")
 p["bench"].update(batches=[1], prompts=[8], decode=2, repetitions=1)
+p["lr_sweep"]["factors"] = []  # no sweep: 3 runs
+p.update(tokens_exponent=0, evals=0)
 json.dump(p, open("plan.json", "w"), indent=2)
 EOF
   "$w" experiment --config plan.json --no-bench --quiet --out exp >/dev/null 2>&1 || return 1
