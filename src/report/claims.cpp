@@ -277,6 +277,12 @@ double best_rate(const Data& d, const std::string& size, Projection p, ScaleInit
 }
 
 std::vector<Claim> decide_claims(const Data& d) {
+  return detail::decide_claims(d, scaling_fits(d));
+}
+
+namespace detail {
+
+std::vector<Claim> decide_claims(const Data& d, const Scaling& scaling) {
   std::vector<Claim> claims;
   const auto sizes = sizes_by_params(d);
 
@@ -482,7 +488,6 @@ std::vector<Claim> decide_claims(const Data& d) {
     }
   }
 
-  const Scaling scaling = scaling_fits(d);
   const ScalingFit *fit_dense = scaling.find(Projection::dense),
                    *fit_wht = scaling.find(Projection::wht);
   const bool fitted = fit_dense && fit_wht && !scaling.paired.empty();
@@ -618,8 +623,6 @@ std::vector<Claim> decide_claims(const Data& d) {
   claims.push_back(downstream_claim(d));  // src/report/downstream.cpp
   return claims;
 }
-
-namespace detail {
 
 // wht/dense ratio of one inference case and its noise: the relative half-ranges of
 // the two medians, added.

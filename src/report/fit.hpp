@@ -79,6 +79,9 @@ struct Scaling {
   const ScalingFit* find(Projection p) const;  // nullptr when that projection has no fit
 };
 Scaling scaling_fits(const Data& d, int replicates = 200, std::uint64_t seed = 1);
+// report::decide_claims with the fits already made (the report writer makes them once
+// for its section and the claims).
+std::vector<Claim> decide_claims(const Data& d, const Scaling& scaling);
 
 // wht's fitted loss minus dense's at a training budget: on all seeds, and the 5th-95th
 // percentile over the paired replicates (NaN without both fits).

@@ -212,10 +212,10 @@ class Writer {
   Written write() {
     fs::create_directories(fs::path(o_.out_dir) / "figures");
     Written w;
-    w.claims = decide_claims(d_);
+    const Scaling scaling = scaling_fits(d_);
+    w.claims = detail::decide_claims(d_, scaling);
     std::vector<Figure> loss_figs, infer_figs, sweep_figs, fit_figs;
     if (!d_.sweep.empty()) sweep_figs.push_back(sweep_figure());
-    const Scaling scaling = scaling_fits(d_);
     if (!scaling.fits.empty()) fit_figs.push_back(fit_figure(scaling));
     if (!d_.runs.empty()) {
       loss_figs.push_back(loss_figure(0, "loss_vs_flops", "training FLOPs (log)"));
