@@ -493,12 +493,28 @@ std::vector<Claim> decide_claims(const Data& d, const Scaling& scaling) {
   const bool fitted = fit_dense && fit_wht && !scaling.paired.empty();
   // Fits across fewer than three sizes fix no trend: the fit-based verdicts need three.
   constexpr int kFitSizes = 3;
-  const bool fits_decide = fitted && scaling.sizes >= kFitSizes && scaling.min_seeds >= 2;
-  std::string too_few;
+  const bool fits_decide =
+      fitted && scaling.sizes >= kFitSizes && scaling.min_seeds >= 2 && scaling.adequate();
+  std::string too_few;  // why the fits do not decide, when they do not
   if (fitted && scaling.sizes < kFitSizes)
-    too_few = "; only " + std::to_string(scaling.sizes) + " sizes, so inconclusive";
+    too_few = "; only " + std::to_string(scaling.sizes) + " sizes, so the fits do not decide";
   else if (fitted && scaling.min_seeds < 2)
-    too_few = "; one seed at a size, so the interval is unknown and the verdict inconclusive";
+    too_few = "; one seed at a size, so the interval is unknown and the fits do not decide";
+  else if (fitted && !scaling.adequate()) {
+    too_few = "; the fits do not describe their points, so they do not decide:";
+    for (const ScalingFit* f : {fit_dense, fit_wht})
+      if (!f->adequate())
+        too_few += std::string(" ") + projection_name(f->proj) + "'s misses by " +
+                   fmt("%.4f", f->fit.rmse) + " nats rms, over its " + fmt("%.4f", f->tolerance()) +
+                   " tolerance (seed scatter " + fmt("%.4f", f->scatter) + ")";
+  }
+  // Without fits, whether there were runs to fit: then the fit-based claims are open, not
+  // unmeasured.
+  bool trained = false;
+  for (const TrainRun& r : d.runs) trained = trained || (r.finished() && !r.val.empty());
+  const std::string no_fit =
+      "no fit: dense's and wht's need four finished runs over at least three budgets (sizes) "
+      "with the loss falling";
   auto times = [](double f) {
     return std::isfinite(f) ? (f < 1.05 ? std::string("already") : fmt("%.3gx", f))
                             : std::string("no finite factor");
@@ -521,18 +537,22 @@ std::vector<Claim> decide_claims(const Data& d, const Scaling& scaling) {
       const bool decided = iv.lo > 0 || iv.hi < 0;
       c.verdict = iv.lo > 0 ? Verdict::held : iv.hi < 0 ? Verdict::not_held : Verdict::inconclusive;
       if (!fits_decide) c.verdict = Verdict::inconclusive;
-      if (!decided)
+      if (!decided && scaling.adequate())
         c.ours += "; to decide: about " + times(seeds_factor(scaling.alpha_diff, iv)) +
                   " the seeds (and runs) at every size, if the interval narrows as 1/sqrt(seeds)";
       c.ours += too_few;
+    } else if (trained) {
+      c.ours = no_fit;
+      c.verdict = Verdict::inconclusive;
     }
     c.rule =
-        "the exponent alpha of L = E + A C^-alpha fitted per projection to validation loss "
-        "against training FLOPs across sizes and along runs (the Scaling fits section); "
+        "the exponent alpha of L = E + A C^-alpha fitted per projection to each run's final "
+        "validation loss against its training FLOPs, across sizes (the Scaling fits section); "
         "interval: 5th-95th percentile of wht's alpha minus dense's over bootstrap replicates "
         "that resample each size's seeds, the same draw for both; held when the interval "
         "lies above zero, not held when below, with fits across at least three sizes of at "
-        "least two seeds each";
+        "least two seeds each that describe their points (rmse within the tolerance of the "
+        "Scaling fits section); inconclusive otherwise";
     claims.push_back(c);
   }
 
@@ -555,7 +575,7 @@ std::vector<Claim> decide_claims(const Data& d, const Scaling& scaling) {
                                       : " (one seed: spread unknown)");
     }
     const Verdict per_size = all_of(ev);
-    c.verdict = per_size;
+    c.verdict = per_size;  // what the measured budgets say, where the fits cannot decide
     if (fitted) {
       const Gap g = fitted_gap(scaling, scaling.flops_hi);
       c.ours += (c.ours.empty() ? "" : ". ") + std::string("Fits at ") +
@@ -563,13 +583,20 @@ std::vector<Claim> decide_claims(const Data& d, const Scaling& scaling) {
                 fmt("%+.4f", g.value) + " nats (5-95% " + fmt("%+.4f", g.interval.lo) + " to " +
                 fmt("%+.4f", g.interval.hi) + ")";
       const int fit_sign = g.interval.hi < 0 ? 1 : g.interval.lo > 0 ? -1 : 0;  // 1: wht lower
-      if (per_size == Verdict::not_held || (fit_sign < 0 && fits_decide))
+      if (per_size == Verdict::not_held)
         c.verdict = Verdict::not_held;
-      else if (per_size == Verdict::held && fit_sign > 0 && fits_decide)
+      else if (!fits_decide)
+        c.verdict = per_size;
+      else if (fit_sign < 0)
+        c.verdict =
+            std::any_of(ev.begin(), ev.end(), [](const Evidence& e) { return e.sign() > 0; })
+                ? Verdict::inconclusive
+                : Verdict::not_held;
+      else if (per_size == Verdict::held && fit_sign > 0)
         c.verdict = Verdict::held;
       else
         c.verdict = Verdict::inconclusive;
-      if (fit_sign == 0) {
+      if (fit_sign == 0 && scaling.adequate()) {
         int sign = 0;
         const double at = first_decided_budget(scaling, &sign);
         c.ours += std::isfinite(at)
@@ -582,15 +609,20 @@ std::vector<Claim> decide_claims(const Data& d, const Scaling& scaling) {
                   " the seeds at the measured budgets";
       }
       c.ours += too_few;
+    } else if (trained && !ev.empty()) {
+      c.ours += ". " + no_fit;
     }
     c.rule =
         "per size: each run's validation loss interpolated at the least final FLOPs of the "
         "size's dense and wht runs, mean over seeds, noise the larger spread over seeds; from "
         "the fits: wht's fitted loss minus dense's at the largest measured budget, with its "
-        "bootstrap interval. Held when wht is lower beyond the noise at every size and the "
-        "fits' interval lies below zero (fits across at least three sizes of at least two "
-        "seeds); not held when wht is higher beyond the noise at a size or the interval lies "
-        "above zero";
+        "bootstrap interval. Not held when wht is higher beyond the noise at a size. Where the "
+        "fits decide (at least three sizes of at least two seeds, and both fits describing "
+        "their points: rmse within the tolerance of the Scaling fits section): held when wht "
+        "is lower beyond the noise at every size and the fits' interval lies below zero, not "
+        "held when the interval lies above zero and no size has wht lower beyond the noise, "
+        "inconclusive otherwise. Where they do not, the per-size comparison alone decides, at "
+        "the budgets measured";
     claims.push_back(c);
   }
 

@@ -14,7 +14,8 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // For a fixed alpha: E and A by linear least squares of loss on x = C^-alpha (with x
-// scaled by its largest value so the 2 x 2 system stays well conditioned); the SSE.
+// scaled by its largest value so the 2 x 2 system stays well conditioned), E clamped at
+// zero (then A alone by least squares, a line through the origin); the SSE.
 struct Linear {
   double E = kNaN, A = kNaN, sse = std::numeric_limits<double>::infinity();
 };
@@ -34,8 +35,12 @@ Linear solve_for(double alpha, const std::vector<double>& logc, const std::vecto
   const double den = double(n) * sxx - sx * sx;
   Linear r;
   if (!(den > 0)) return r;
-  const double a = (double(n) * sxy - sx * sy) / den;  // slope in the scaled x
+  double a = (double(n) * sxy - sx * sy) / den;  // slope in the scaled x
   r.E = (sy - a * sx) / double(n);
+  if (r.E < 0) {  // the constrained optimum lies on E = 0 (the SSE is convex in E, A)
+    r.E = 0;
+    a = sxy / sxx;
+  }
   r.A = a * std::exp(-xmax);
   r.sse = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -71,7 +76,11 @@ PowerLaw fit_power_law(const std::vector<double>& flops, const std::vector<doubl
       y.push_back(loss[i]);
     }
   PowerLaw f;
-  if (logc.size() < 4) return f;
+  std::vector<double> distinct = logc;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  // Three parameters need three budgets: through two, every alpha fits equally well.
+  if (logc.size() < 4 || distinct.size() < 3) return f;
   // A log grid over alpha, then golden-section search around the best grid point.
   constexpr double lo = 0.005, hi = 2.0;
   constexpr int grid = 200;
@@ -123,15 +132,37 @@ FitPoints fit_points(const Data& d, Projection p,
     for (std::size_t i : use) {
       const TrainRun& r = *runs[i];
       if (r.val.empty()) continue;
-      const double from = 0.1 * r.val.back().flops;
-      for (const CurvePoint& q : r.val)
-        if (q.flops >= from) {
-          pts.flops.push_back(q.flops);
-          pts.loss.push_back(q.val_loss);
-        }
+      pts.flops.push_back(r.val.back().flops);
+      pts.loss.push_back(r.val.back().val_loss);
+      pts.size.push_back(s);
     }
   }
   return pts;
+}
+
+double seed_scatter(const FitPoints& pts) {
+  std::vector<double> sum, sq;
+  std::vector<int> n;
+  for (std::size_t i = 0; i < pts.loss.size() && i < pts.size.size(); ++i) {
+    const std::size_t s = pts.size[i];
+    if (s >= n.size()) sum.resize(s + 1, 0), sq.resize(s + 1, 0), n.resize(s + 1, 0);
+    sum[s] += pts.loss[i];
+    sq[s] += pts.loss[i] * pts.loss[i];
+    ++n[s];
+  }
+  double ss = 0;
+  int dof = 0;
+  for (std::size_t s = 0; s < n.size(); ++s) {
+    if (n[s] < 2) continue;
+    ss += std::max(0.0, sq[s] - sum[s] * sum[s] / n[s]);
+    dof += n[s] - 1;
+  }
+  return dof > 0 ? std::sqrt(ss / dof) : kNaN;
+}
+
+double ScalingFit::tolerance() const {
+  return std::isfinite(scatter) ? std::max(kAdequateFactor * scatter, kAdequateFloor)
+                                : kAdequateFloor;
 }
 
 double crossing(const PowerLaw& a, const PowerLaw& b, double lo, double hi) {
@@ -180,6 +211,7 @@ Scaling scaling_fits(const Data& d, int replicates, std::uint64_t seed) {
     f.proj = p;
     f.fit = fit_power_law(pts.flops, pts.loss);
     if (!f.fit.ok()) continue;
+    f.scatter = seed_scatter(pts);
     for (double c : pts.flops) lo = std::min(lo, c), hi = std::max(hi, c);
     out.fits.push_back(f);
   }
@@ -255,6 +287,11 @@ const ScalingFit* Scaling::find(Projection p) const {
   for (const ScalingFit& f : fits)
     if (f.proj == p) return &f;
   return nullptr;
+}
+
+bool Scaling::adequate() const {
+  const ScalingFit *dense = find(Projection::dense), *wht = find(Projection::wht);
+  return dense && wht && dense->adequate() && wht->adequate();
 }
 
 Gap fitted_gap(const Scaling& s, double flops) {

@@ -24,18 +24,23 @@ struct PowerLaw {
   double operator()(double flops) const;
 };
 
-// Least squares in the loss over (flops, loss) points (flops > 0, finite loss). For a
-// fixed alpha the model is linear in E and A, so those are solved exactly and only alpha
-// is searched (a log grid over [0.005, 2], then golden-section refinement). Fewer than
-// four points, or a best fit with A <= 0 (loss not falling), gives a fit that is not ok().
+// Least squares in the loss over (flops, loss) points (flops > 0, finite loss), with the
+// floor E held at zero or above (a loss in nats cannot saturate below zero). For a fixed
+// alpha the model is linear in E and A, so those are solved exactly (E clamped at zero,
+// A refitted) and only alpha is searched (a log grid over [0.005, 2], then
+// golden-section refinement). Fewer than four points or three distinct FLOPs, or a best
+// fit with A <= 0 (loss not falling), gives a fit that is not ok().
 PowerLaw fit_power_law(const std::vector<double>& flops, const std::vector<double>& loss);
 
-// The points a projection's fit uses: every validation point of its finished runs
-// (d.wht_init's wht runs) from a tenth of the run's final FLOPs on, across all sizes.
-// `pick` selects, per size, which seeds' runs (indices into that size's runs in seed
-// order) are used; empty: all.
+// The points a projection's fit uses: the final validation point of each of its finished
+// runs (d.wht_init's wht runs), across all sizes. Only there has a run's learning-rate
+// schedule finished: its earlier points lie above what a run planned for that budget
+// reaches, and a fit through them mixes the two (on the default plan such fits missed the
+// points by 0.10-0.16 nats rms and put the floor E below zero). `pick` selects, per size,
+// which seeds' runs (indices into that size's runs in seed order) are used; empty: all.
 struct FitPoints {
   std::vector<double> flops, loss;
+  std::vector<std::size_t> size;  // the index of each point's size (sizes_by_params order)
 };
 FitPoints fit_points(const Data& d, Projection p,
                      const std::vector<std::vector<std::size_t>>& pick = {});
@@ -52,11 +57,26 @@ struct Interval {
 // Per projection: the fit on all seeds and the 5th-95th percentile of each parameter over
 // bootstrap replicates (each size's seeds resampled with replacement, a fixed seed of
 // the generator so the report is reproducible).
+// The seeds' own scatter: the pooled standard deviation of the points around their
+// size's mean (NaN without two points at some size).
+double seed_scatter(const FitPoints& pts);
+
+// A fit describes its points when it misses them by no more than the seeds scatter among
+// themselves: rmse <= kAdequateFactor x the seed scatter, or kAdequateFloor nats where the
+// seeds agree more closely than that. A fit of the right form misses by about the
+// scatter (its residuals are the seed noise); one that cannot follow the points' shape
+// (a loss that bends the wrong way across sizes) misses by several times it.
+constexpr double kAdequateFactor = 2.0;
+constexpr double kAdequateFloor = 0.01;  // nats
+
 struct ScalingFit {
   Projection proj = Projection::dense;
   PowerLaw fit;
   Interval E, A, alpha;
-  int replicates = 0;  // bootstrap fits that were ok()
+  int replicates = 0;                                         // bootstrap fits that were ok()
+  double scatter = std::numeric_limits<double>::quiet_NaN();  // seed_scatter of the points
+  double tolerance() const;  // the rmse it may reach: max(factor x scatter, floor)
+  bool adequate() const { return fit.ok() && fit.rmse <= tolerance(); }
 };
 struct Scaling {
   std::vector<ScalingFit> fits;       // dense, wht, identity where they have points
@@ -77,6 +97,9 @@ struct Scaling {
   // The (dense, wht) fits of every replicate where both were ok(), for gaps at any budget.
   std::vector<std::pair<PowerLaw, PowerLaw>> paired;
   const ScalingFit* find(Projection p) const;  // nullptr when that projection has no fit
+  // Whether dense's and wht's fits both exist and describe their points (adequate()):
+  // only then do the fits decide a claim.
+  bool adequate() const;
 };
 Scaling scaling_fits(const Data& d, int replicates = 200, std::uint64_t seed = 1);
 // report::decide_claims with the fits already made (the report writer makes them once

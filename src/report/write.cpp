@@ -487,7 +487,7 @@ class Writer {
          ". Inconclusive: " + (open.empty() ? std::string("none") : open) + ".";
     if (!open.empty())
       n += " An inconclusive training claim's row says what more compute would decide it, "
-           "read from the fits.";
+           "read from the fits, or why the fits cannot say.";
     return n;
   }
 
@@ -696,15 +696,39 @@ class Writer {
 
   std::string fits_note(const Scaling& s) const {
     if (s.fits.empty())
-      return "No projection has enough validation points for a fit (four or more, with the "
-             "loss falling).";
+      return "No fit: a projection's fit needs four or more finished runs over at least "
+             "three budgets (sizes), with the loss falling.";
     std::string n =
         "Validation loss against training FLOPs fitted with L = E + A C^-alpha (least squares "
-        "in the loss) to every validation point of the finished runs from a tenth of each "
-        "run's FLOPs on, across " +
+        "in the loss, E held at zero or above) to the final validation loss of each finished "
+        "run against its training FLOPs, across " +
         std::to_string(sizes_.size()) +
-        " sizes; intervals: 5th to 95th percentile over bootstrap replicates that resample "
-        "each size's seeds (the same draw for every projection). ";
+        " sizes: only at its end has a run's learning-rate schedule finished, so earlier "
+        "points lie above what a run planned for that budget reaches and are left out. "
+        "Intervals: 5th to 95th percentile over bootstrap replicates that resample each "
+        "size's seeds (the same draw for every projection). A fit describes its points when "
+        "its rmse is at most " +
+        fmt("%g", kAdequateFactor) +
+        "x the seeds' scatter (the pooled standard deviation of final loss between seeds of "
+        "a size), or " +
+        fmt("%g", kAdequateFloor) + " nats where the seeds agree more closely; ";
+    std::vector<std::string> poor;
+    for (const ScalingFit& f : s.fits)
+      if (!f.adequate()) poor.push_back(projection_name(f.proj));
+    if (poor.empty())
+      n += "every fit here does. ";
+    else {
+      for (std::size_t i = 0; i < poor.size(); ++i) {
+        if (i > 0) n += i + 1 == poor.size() ? " and " : ", ";
+        n += poor[i];
+      }
+      n += poor.size() == 1 ? "'s fit does not" : "'s fits do not";
+      n += s.adequate()
+               ? " (the claims use dense's and wht's only). "
+               : ": the loss does not follow one power law across these sizes, and the claims "
+                 "do not rest on dense's and wht's fits. The figures below are still what the "
+                 "fits give. ";
+    }
     const std::string range = si_number(s.flops_lo) + " to " + si_number(1000 * s.flops_hi);
     if (std::isfinite(s.crossing))
       n += "wht's fit crosses dense's at " + si_number(s.crossing) + " FLOPs (interval " +
@@ -742,15 +766,18 @@ class Writer {
   }
 
   Table fits_table(const Scaling& s) const {
-    Table t{
-        {"projection", "points", "E", "E 5-95%", "A", "alpha", "alpha 5-95%", "rmse", "replicates"},
-        {}};
+    Table t{{"projection", "points", "E", "E 5-95%", "A", "alpha", "alpha 5-95%", "rmse",
+             "seed scatter", "describes the points", "replicates"},
+            {}};
     for (const ScalingFit& f : s.fits)
       t.rows.push_back({projection_name(f.proj), std::to_string(f.fit.points), fmt("%.4f", f.fit.E),
                         fmt("%.4f", f.E.lo) + " - " + fmt("%.4f", f.E.hi), fmt("%.3g", f.fit.A),
                         fmt("%.4f", f.fit.alpha),
                         fmt("%.4f", f.alpha.lo) + " - " + fmt("%.4f", f.alpha.hi),
-                        fmt("%.4f", f.fit.rmse), std::to_string(f.replicates)});
+                        fmt("%.4f", f.fit.rmse), fmt("%.4f", f.scatter),
+                        std::string(f.adequate() ? "yes" : "no") +
+                            " (rmse <= " + fmt("%.4f", f.tolerance()) + ")",
+                        std::to_string(f.replicates)});
     return t;
   }
 
@@ -770,8 +797,8 @@ class Writer {
       pts.y = fp.loss;
       sort_series(pts);
       Series curve;
-      curve.label =
-          std::string(projection_name(f.proj)) + " fit, alpha " + fmt("%.3f", f.fit.alpha);
+      curve.label = std::string(projection_name(f.proj)) + " fit, alpha " +
+                    fmt("%.3f", f.fit.alpha) + (f.adequate() ? "" : " (misses its points)");
       curve.color = pts.color;
       curve.markers = false;
       for (int k = 0; k <= 60; ++k) {
@@ -783,11 +810,11 @@ class Writer {
       c.series.push_back(curve);
     }
     c.note =
-        "points: every validation point the fit uses; curves: the fits, drawn to 30x the "
-        "data's FLOPs";
+        "points: each run's final validation loss, what the fits use; curves: the fits, "
+        "drawn to 30x the data's FLOPs";
     return save(c, "scaling_fits",
-                "Validation loss of every run against training FLOPs with each projection's "
-                "fitted saturating power law.");
+                "Final validation loss of every run against its training FLOPs with each "
+                "projection's fitted saturating power law.");
   }
 
   Table infer_table() const {
