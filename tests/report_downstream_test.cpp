@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "report/analysis.hpp"
@@ -240,6 +241,24 @@ TEST_F(ReportDownstreamFiles, ARunsDownstreamJsonIsReadAndADamagedOneWarned) {
     warned = warned || (w.find("downstream.json") != std::string::npos &&
                         w.find("correct") != std::string::npos);
   EXPECT_TRUE(warned);
+
+  // Damaged the ways fuzzing looks for: no candidates (nothing to name as the commonest
+  // answer), and one count above the items (the sum can wrap around to match).
+  const std::string head =
+      R"({"kind": "whtlm downstream", "bits_per_byte": 1, "bytes_scored": 1, "cloze": {"items": 2,
+          "correct": 1, "chance": 0.5, "majority_accuracy": 0.5, "context_bytes": 8, )";
+  const std::vector<std::pair<std::string, std::string>> damaged = {
+      {R"("candidates": [], "predictions": []}})", "at least one word"},
+      {R"("candidates": ["a", "b"], "predictions": [18446744073709551615, 3]}})",
+       "a count above items"}};
+  for (const auto& [cloze, field] : damaged) {
+    io::write_file_atomic((dir_ / "run" / "downstream.json").string(), head + cloze);
+    d = load({t.out});
+    ASSERT_EQ(d.runs.size(), 1u) << cloze;
+    EXPECT_FALSE(d.runs[0].downstream.measured) << cloze;
+    ASSERT_FALSE(d.warnings.empty()) << cloze;
+    EXPECT_NE(d.warnings.back().find(field), std::string::npos) << d.warnings.back();
+  }
 }
 
 TEST_F(ReportDownstreamFiles, TheReportHasTheSectionOrSaysNotMeasured) {

@@ -76,6 +76,7 @@ void load_downstream(const std::string& dir, TrainRun& r, Data& data) {
         if (!w.is_string()) c.fail("candidates", "expected an array of words");
         d.candidates.push_back(w.get<std::string>());
       }
+      if (d.candidates.empty()) c.fail("candidates", "expected at least one word");
       if (c.has("predictions")) {
         const json& p = c.at("predictions");
         if (!p.is_array() || p.size() != d.candidates.size())
@@ -84,6 +85,7 @@ void load_downstream(const std::string& dir, TrainRun& r, Data& data) {
         for (std::size_t k = 0; k < p.size(); ++k) {
           if (!p[k].is_number_unsigned()) c.fail("predictions", "expected counts");
           const std::size_t n = p[k].get<std::size_t>();
+          if (n > d.items) c.fail("predictions", "a count above items");
           total += n;
           if (n > p[top].get<std::size_t>()) top = k;
         }
