@@ -68,8 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fuzz::expect_no_throw("report::load of a run with this downstream.json",
                         [&] { loaded = report::load({run}); });
   if (loaded.runs.size() != 1)
-    fuzz::fail("the run was lost over its downstream.json (" +
-               std::to_string(loaded.runs.size()) + " runs loaded)");
+    fuzz::fail("the run was lost over its downstream.json (" + std::to_string(loaded.runs.size()) +
+               " runs loaded)");
   fuzz::expect_no_throw("the report's claims over the loaded run",
                         [&] { (void)report::decide_claims(loaded); });
   return 0;
