@@ -465,7 +465,10 @@ class Writer {
   // What this budget decided and what it left open, in one paragraph over the table.
   std::string claims_note(const std::vector<Claim>& claims) const {
     std::string held, failed, open;
+    bool fit_open = false;  // a claim read from the scaling fits is inconclusive
     for (const Claim& c : claims) {
+      fit_open = fit_open || (c.verdict == Verdict::inconclusive &&
+                              (c.id == "steeper_loss" || c.id == "equal_budget_loss"));
       std::string* list = c.verdict == Verdict::held           ? &held
                           : c.verdict == Verdict::not_held     ? &failed
                           : c.verdict == Verdict::inconclusive ? &open
@@ -485,9 +488,10 @@ class Writer {
     n += ": held: " + (held.empty() ? std::string("none") : held) +
          ". Did not hold: " + (failed.empty() ? std::string("none") : failed) +
          ". Inconclusive: " + (open.empty() ? std::string("none") : open) + ".";
-    if (!open.empty())
-      n += " An inconclusive training claim's row says what more compute would decide it, "
-           "read from the fits, or why the fits cannot say.";
+    if (fit_open)
+      n += " Where the claims read from the scaling fits (steeper, equal budget) are "
+           "inconclusive, their rows say what more compute would decide them, read from the "
+           "fits, or why the fits cannot say.";
     return n;
   }
 
