@@ -119,6 +119,45 @@ inline std::string write_input(const std::string& name, std::string_view bytes) 
   return write_input(name, bytes.data(), bytes.size());
 }
 
+// train_state.json of a finished tiny llama run (1 layer, d 32, wht; a 2-step run of
+// scripts/fuzz-seeds with its step counts set to `steps`), for the harnesses that fuzz
+// another file of a run folder.
+inline std::string tiny_train_state(int steps) {
+  const std::string n = std::to_string(steps);
+  return R"({
+  "checkpoint": "checkpoints/step-)" +
+         n + R"(",
+  "elapsed_s": 0.061113797,
+  "flops": 14364672.0,
+  "options": {
+    "accum": 1, "batch": 2, "beta1": 0.8999999761581421, "beta2": 0.949999988079071,
+    "clip": 1.0,
+    "config": {
+      "architectures": ["LlamaForCausalLM"], "attention_bias": false,
+      "attn_output_projection": "wht", "head_dim": 16, "hidden_act": "silu",
+      "hidden_size": 32, "intermediate_size": 256, "max_position_embeddings": 256,
+      "mlp_bias": false, "model_type": "llama", "num_attention_heads": 2,
+      "num_hidden_layers": 1, "num_key_value_heads": 2, "rms_norm_eps": 9.999999747378752e-06,
+      "rope_theta": 10000.0, "tie_word_embeddings": false, "torch_dtype": "float32",
+      "vocab_size": 256
+    },
+    "data": {"chunk_tokens": 1024, "path": "small.txt", "tokenizer": "byte",
+             "val_fraction": 0.05, "val_path": ""},
+    "device": "cpu", "eps": 9.99999993922529e-09, "eval_batches": 1, "eval_every": 1,
+    "flops": 0.0, "lr": 0.001, "min_lr_ratio": 0.1, "precision": "fp32", "preset": "tiny",
+    "save_every": 0, "seed": 1, "seq": 16, "steps": )" +
+         n + R"(, "threads": 1, "tokens": 0,
+    "warmup": -1, "weight_decay": 0.10000000149011612
+  },
+  "step": )" +
+         n + R"(,
+  "threads": 1,
+  "tokens": )" +
+         std::to_string(64 * steps) + R"(.0
+}
+)";
+}
+
 // Runs `read` (a reader call on input that may be anything) under the contract above.
 // Returns true when it returned, false when it rejected the input properly. Every
 // string in `must_name` that is non-empty is accepted as the name the error must hold
