@@ -426,25 +426,32 @@ TEST(ReportFit, CrossingOfTwoKnownCurves) {
   EXPECT_TRUE(std::isnan(detail::crossing(a, b, 1e3, 1e4)));  // not in that range
 }
 
-// Runs whose validation loss follows E + A C^-alpha exactly (plus a relative seed
-// offset), over three sizes that continue one another's FLOPs.
-Data power_law_runs(double wht_E, double wht_alpha, double jitter) {
+// Dense and wht runs at three sizes, two seeds each, with evals 1e9 x 10^size FLOPs apart
+// (so each size continues the one before in FLOPs): the loss at eval i of seed s of
+// projection p at size k is loss(k, p, s, i).
+Data three_size_runs(const std::function<double(int, Projection, int, int)>& loss) {
   Data d;
   const std::pair<std::string, ModelConfig> sizes[] = {
       {"s", shape(2, 64, 2)}, {"m", shape(4, 128, 2)}, {"l", shape(8, 256, 4)}};
   for (int k = 0; k < 3; ++k)
     for (int s = 1; s <= 2; ++s)
-      for (Projection p : {Projection::dense, Projection::wht}) {
-        const double E = p == Projection::wht ? wht_E : 1.5;
-        const double alpha = p == Projection::wht ? wht_alpha : 0.10;
-        const double f0 = 1e9 * std::pow(10.0, k);
-        const double scale = 1.0 + jitter * (s == 1 ? -1 : 1);
-        TrainRun r = make_run(
-            sizes[k].first, sizes[k].second, p, std::uint64_t(s), f0,
-            [&](int i) { return scale * (E + 30.0 * std::pow(f0 * (i + 1), -alpha)); }, 1000, 1);
-        d.runs.push_back(r);
-      }
+      for (Projection p : {Projection::dense, Projection::wht})
+        d.runs.push_back(make_run(
+            sizes[k].first, sizes[k].second, p, std::uint64_t(s), 1e9 * std::pow(10.0, k),
+            [&](int i) { return loss(k, p, s, i); }, 1000, 1));
   return d;
+}
+
+// Runs whose validation loss follows E + A C^-alpha exactly (plus a relative seed
+// offset), over three sizes that continue one another's FLOPs.
+Data power_law_runs(double wht_E, double wht_alpha, double jitter) {
+  return three_size_runs([=](int k, Projection p, int s, int i) {
+    const double E = p == Projection::wht ? wht_E : 1.5;
+    const double alpha = p == Projection::wht ? wht_alpha : 0.10;
+    const double f0 = 1e9 * std::pow(10.0, k);
+    const double scale = 1.0 + jitter * (s == 1 ? -1 : 1);
+    return scale * (E + 30.0 * std::pow(f0 * (i + 1), -alpha));
+  });
 }
 
 TEST(ReportFit, ScalingFitsFindTheExponentsAndWhereWhtCrossesDense) {
@@ -484,18 +491,9 @@ TEST(ReportFit, SeedNoiseWidensTheBootstrapInterval) {
 // runs, two seeds each, whose final validation loss is final_loss(size, projection) plus
 // +-0.002 between the seeds, falling along each run towards it.
 Data final_loss_runs(const std::function<double(int, Projection)>& final_loss) {
-  Data d;
-  const std::pair<std::string, ModelConfig> sizes[] = {
-      {"s", shape(2, 64, 2)}, {"m", shape(4, 128, 2)}, {"l", shape(8, 256, 4)}};
-  for (int k = 0; k < 3; ++k)
-    for (int s = 1; s <= 2; ++s)
-      for (Projection p : {Projection::dense, Projection::wht}) {
-        const double end = final_loss(k, p) + (s == 1 ? -0.002 : 0.002);
-        d.runs.push_back(make_run(
-            sizes[k].first, sizes[k].second, p, std::uint64_t(s), 1e9 * std::pow(10.0, k),
-            [&](int i) { return end + 0.05 * (9 - i); }, 1000, 1));
-      }
-  return d;
+  return three_size_runs([&](int k, Projection p, int s, int i) {
+    return final_loss(k, p) + (s == 1 ? -0.002 : 0.002) + 0.05 * (9 - i);
+  });
 }
 
 // dense's final loss 1 + 30 C^-0.1 at its size's budget C: a power law the fit follows.

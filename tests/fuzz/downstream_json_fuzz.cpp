@@ -6,7 +6,6 @@
 // (decide_claims, whose downstream claim reads the proxy), which must not throw.
 #include <cstddef>
 #include <cstdint>
-#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -28,9 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace whtlm;
   fuzz::init_once();
   static const std::string run = [] {
-    const std::string d = fuzz::scratch_dir() + "/run";
-    std::filesystem::create_directories(d);
-    fuzz::write_input("run/train_state.json", fuzz::tiny_train_state(2));
+    const std::string d = fuzz::tiny_run_folder(2);
     fuzz::write_input("run/metrics.jsonl", kMetrics);
     return d;
   }();

@@ -158,6 +158,14 @@ inline std::string tiny_train_state(int steps) {
 )";
 }
 
+// scratch_dir()/run, a run folder holding tiny_train_state(steps); its path.
+inline std::string tiny_run_folder(int steps) {
+  const std::string d = scratch_dir() + "/run";
+  std::filesystem::create_directories(d);
+  write_input("run/train_state.json", tiny_train_state(steps));
+  return d;
+}
+
 // Runs `read` (a reader call on input that may be anything) under the contract above.
 // Returns true when it returned, false when it rejected the input properly. Every
 // string in `must_name` that is non-empty is accepted as the name the error must hold

@@ -5,7 +5,6 @@
 // which must not throw.
 #include <cstddef>
 #include <cstdint>
-#include <filesystem>
 #include <string>
 
 #include "fuzz_common.hpp"
@@ -14,12 +13,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace whtlm;
   fuzz::init_once();
-  static const std::string run = [] {
-    const std::string d = fuzz::scratch_dir() + "/run";
-    std::filesystem::create_directories(d);
-    fuzz::write_input("run/train_state.json", fuzz::tiny_train_state(1000));
-    return d;
-  }();
+  static const std::string run = fuzz::tiny_run_folder(1000);
   fuzz::write_input("run/metrics.jsonl", data, size);
   report::Data loaded;
   if (!fuzz::expect_clean({run}, [&] { loaded = report::load({run}); })) return 0;
