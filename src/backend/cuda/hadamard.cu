@@ -54,8 +54,6 @@
 namespace whtlm::backend::cuda {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
-
 // Rows of H_K for K = 12, 20, 28, at offsets 0, 12, 32: bit c of row a is set where
 // H_K[a][c] = -1.
 __constant__ unsigned c_base_negative[12 + 20 + 28];

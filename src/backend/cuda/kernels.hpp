@@ -54,7 +54,7 @@ void linear_backward_bf16(float* dx, float* dw, float* db, const float* dy, cons
                           const float* w, std::size_t rows, std::size_t in, std::size_t out,
                           bool w_in_out, bool dx_accumulate, std::uint16_t* scratch);
 
-// --- norms, activations, rotary, embedding, loss, vectors (layers.cu) -----------------
+// --- norm.cu, activation.cu, rope.cu, embedding.cu, cross_entropy.cu, vector.cu ---------
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                        const float* b, std::size_t rows, std::size_t d, float eps);
 void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
@@ -93,18 +93,18 @@ double sum_squares(const float* x, std::size_t n);
 void to_bf16(std::uint16_t* dst, const float* src, std::size_t n);
 void from_bf16(float* dst, const std::uint16_t* src, std::size_t n);
 
-// --- AdamW (layers.cu) ----------------------------------------------------------------
+// --- AdamW (adamw.cu) -----------------------------------------------------------------
 // Per element: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 //              p = p * shrink - lr * (m c1) / (sqrt(v c2) + eps).
 void adamw(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float b1,
            float b2, float eps, float c1, float c2, float shrink);
 
-// --- attention (attention.cu): fused, flash-style, causal, grouped-query ---------------
+// --- attention (attention.cu, attention_cached.cu): fused, flash-style, causal, GQA ----
 // Same layouts as backend::attention_forward/backward; no scratch. lse is in natural log.
 void attention_forward(float* out, float* lse, const float* qkv, const AttentionShape& s);
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                         const float* lse, const AttentionShape& s);
-// segments: host array of n_segments entries (kv_cache.cu for the store).
+// segments: host array of n_segments entries.
 void kv_cache_store(float* k_cache, float* v_cache, const float* qkv, std::size_t qkv_stride,
                     const CachedSegment* segments, std::size_t n_segments, const CacheShape& s);
 void attention_cached(float* out, const float* q, std::size_t q_stride, const float* k_cache,
