@@ -1,10 +1,8 @@
-// `whtlm bench fwht`: the Hadamard transform against memcpy and against the dense
-// projection it replaces, side by side in one run.
+// `whtlm bench fwht|train|infer`: argument parsing and the tables; the measurements
+// and their JSON lines are in the library (include/whtlm/perf.hpp).
 #include <cstdio>
-#include <fstream>
-#include <iostream>
 #include <memory>
-#include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,13 +20,11 @@ namespace {
 struct FwhtArgs {
   perf::FwhtSweepOptions sweep;
   std::vector<int> threads;
-  bool no_dense = false, force = false;
-  std::string json;
+  bool no_dense = false;
+  JsonOption json;
 };
 
-nlohmann::json summary_json(const perf::Summary& s) {
-  return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
-}
+void progress_line(const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); }
 
 void run_fwht(const FwhtArgs& a) {
   for (std::size_t n : a.sweep.sizes) try {
@@ -36,8 +32,7 @@ void run_fwht(const FwhtArgs& a) {
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(std::string("--sizes: ") + e.what());
     }
-  std::ostream* json = nullptr;
-  const auto file = open_json(a.json, a.force, json);
+  JsonOutput json(a.json);
 
   std::fprintf(stderr, "whtlm bench fwht: kernels %s, blas %s\n", isa_name(detected_isa()),
                blas_description().c_str());
@@ -54,44 +49,22 @@ void run_fwht(const FwhtArgs& a) {
     perf::FwhtSweepOptions o = a.sweep;
     o.threads = th;
     o.dense = !a.no_dense;
-    o.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
-    for (const perf::FwhtSweepRow& r : perf::fwht_sweep(o)) {
-      const double rows = static_cast<double>(r.rows);
-      const double gbs = 2 * r.bytes() / r.fwht_ns.median;  // bytes per ns = GB/s
-      const double mem_gbs = 2 * r.bytes() / r.memcpy_ns.median;
+    o.progress = progress_line;
+    const std::vector<perf::FwhtSweepRow> rows = perf::fwht_sweep(o);
+    for (const perf::FwhtSweepRow& r : rows) {
+      const double n_rows = static_cast<double>(r.rows);
       t.add({std::to_string(r.n), std::to_string(r.rows), std::to_string(r.threads),
-             fmt("%.1f", r.fwht_ns.median / rows), fmt("%.1f", gbs), fmt("%.1f", mem_gbs),
-             fmt("%.2f", r.fwht_ns.median / r.memcpy_ns.median),
-             fmt("%.1f", r.fused_ns.median / rows),
+             fmt("%.1f", r.fwht_ns.median / n_rows), fmt("%.1f", r.fwht_gb_per_s()),
+             fmt("%.1f", r.memcpy_gb_per_s()), fmt("%.2f", r.fwht_ns.median / r.memcpy_ns.median),
+             fmt("%.1f", r.fused_ns.median / n_rows),
              fmt("%.2f", r.fused_ns.median / r.fwht_ns.median),
              fmt("%.2f", r.fused_ns.median / r.unfused_ns.median),
-             r.dense_measured ? fmt("%.1f", r.dense_ns.median / rows) : "-",
+             r.dense_measured ? fmt("%.1f", r.dense_ns.median / n_rows) : "-",
              r.dense_measured ? fmt("%.1f", r.dense_ns.median / r.fused_ns.median) : "-"});
-      if (json != nullptr) {
-        nlohmann::json j = {{"bench", "fwht"},
-                            {"n", r.n},
-                            {"rows", r.rows},
-                            {"threads", r.threads},
-                            {"isa", r.isa},
-                            {"blas", blas_description()},
-                            {"bytes", r.bytes()},
-                            {"repetitions", a.sweep.repetitions},
-                            {"fwht_ns", summary_json(r.fwht_ns)},
-                            {"fused_ns", summary_json(r.fused_ns)},
-                            {"memcpy_ns", summary_json(r.memcpy_ns)},
-                            {"unfused_ns", summary_json(r.unfused_ns)},
-                            {"fwht_gb_per_s", gbs},
-                            {"memcpy_gb_per_s", mem_gbs}};
-        if (r.dense_measured) {
-          j["dense_ns"] = summary_json(r.dense_ns);
-          j["dense_over_fused"] = r.dense_ns.median / r.fused_ns.median;
-        }
-        *json << j.dump() << "\n";
-      }
     }
+    json.write(perf::fwht_sweep_jsonl(rows, a.sweep.repetitions));
   }
-  // With JSON on stdout the table goes to stderr, so stdout stays parseable.
-  std::FILE* out = json == &std::cout ? stderr : stdout;
+  std::FILE* out = json.text();
   t.print(out);
   std::fprintf(
       out,
@@ -103,19 +76,34 @@ void run_fwht(const FwhtArgs& a) {
       "is.\n");
 }
 
-struct TrainArgs {
-  perf::TrainBenchOptions o;
-  std::string json, device = "cpu", precision = "fp32";
-  bool force = false;
+// A ratio to dense, "0.123", or "-" where the case has no dense row.
+std::string ratio_cell(bool has_dense, double ratio) {
+  return has_dense ? fmt("%.3f", ratio) : "-";
+}
+
+// The options of a bench that runs models (train, infer).
+template <class Options>
+struct ModelBenchArgs {
+  Options o;
+  ThreadsOption threads;
+  DeviceOptions device;
+  JsonOption json;
+  // `o` with the shared options applied, and progress lines on stderr.
+  Options options() const {
+    Options r = o;
+    r.threads = threads.count;
+    r.device = device.parsed_device();
+    r.precision = device.parsed_precision();
+    r.progress = progress_line;
+    return r;
+  }
 };
+using TrainArgs = ModelBenchArgs<perf::TrainBenchOptions>;
+using InferArgs = ModelBenchArgs<perf::InferBenchOptions>;
 
 void run_train(const TrainArgs& a) {
-  std::ostream* json = nullptr;
-  const auto file = open_json(a.json, a.force, json);
-  perf::TrainBenchOptions o = a.o;
-  o.device = parse_device(a.device);
-  o.precision = parse_precision(a.precision);
-  o.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
+  JsonOutput json(a.json);
+  const perf::TrainBenchOptions o = a.options();
   std::fprintf(stderr,
                "whtlm bench train: full training steps (forward, backward, clip, AdamW) on random "
                "tokens, batch %d x %d, vocab %d; %d rounds of %d steps, projections interleaved\n"
@@ -125,50 +113,19 @@ void run_train(const TrainArgs& a) {
   Table t({"preset", "proj", "params", "tokens/s", "min", "max", "vs dense", "FLOPs ratio",
            "GFLOP/s", "activations MiB", "peak RSS MiB", "device peak MiB"});
   for (const perf::TrainBenchRow& r : rows) {
-    const perf::TrainBenchRow* dense = nullptr;
-    for (const perf::TrainBenchRow& d : rows)
-      if (d.preset == r.preset && d.proj == "dense") dense = &d;
-    const double speed = dense ? r.tokens_per_s.median / dense->tokens_per_s.median : 0;
-    // Expected throughput ratio if time followed the FLOPs count.
-    const double expect = dense ? dense->flops_train_per_token / r.flops_train_per_token : 0;
+    const std::optional<perf::VsDense> vs = perf::train_vs_dense(rows, r);
+    const perf::VsDense v = vs.value_or(perf::VsDense{});
     t.add({r.preset, r.proj, fmt("%.2fM", double(r.params) / 1e6),
            fmt("%.0f", r.tokens_per_s.median), fmt("%.0f", r.tokens_per_s.min),
-           fmt("%.0f", r.tokens_per_s.max), dense ? fmt("%.3f", speed) : "-",
-           dense ? fmt("%.3f", expect) : "-",
+           fmt("%.0f", r.tokens_per_s.max), ratio_cell(bool(vs), v.measured),
+           ratio_cell(bool(vs), v.expected),
            fmt("%.1f", r.tokens_per_s.median * r.flops_train_per_token / 1e9),
            fmt("%.0f", double(r.activation_bytes) / 1048576.0),
            fmt("%.0f", double(r.peak_rss_bytes) / 1048576.0),
            fmt("%.0f", double(r.device_peak_bytes) / 1048576.0)});
-    if (json != nullptr) {
-      nlohmann::json j{{"bench", "train"},
-                       {"impl", "whtlm"},
-                       {"preset", r.preset},
-                       {"proj", r.proj},
-                       {"batch", r.batch},
-                       {"seq", r.seq},
-                       {"threads", r.threads},
-                       {"vocab", r.vocab},
-                       {"tokens_per_s", r.tokens_per_s.median},
-                       {"min", r.tokens_per_s.min},
-                       {"max", r.tokens_per_s.max},
-                       {"reps", o.repetitions},
-                       {"steps_per_rep", o.steps},
-                       {"params", r.params},
-                       {"flops_train_per_token", r.flops_train_per_token},
-                       {"activation_bytes", r.activation_bytes},
-                       {"peak_rss_bytes", r.peak_rss_bytes},
-                       {"device", r.device},
-                       {"precision", precision_name(o.precision)},
-                       {"device_peak_bytes", r.device_peak_bytes},
-                       {"blas", blas_description()}};
-      if (dense) {
-        j["ratio_vs_dense"] = speed;
-        j["flops_ratio_vs_dense"] = expect;
-      }
-      *json << j.dump() << "\n" << std::flush;
-    }
   }
-  std::FILE* out = json == &std::cout ? stderr : stdout;
+  json.write(perf::train_bench_jsonl(rows, o));
+  std::FILE* out = json.text();
   t.print(out);
   std::fprintf(
       out,
@@ -180,19 +137,9 @@ void run_train(const TrainArgs& a) {
       "allocator.\n");
 }
 
-struct InferArgs {
-  perf::InferBenchOptions o;
-  std::string json, device = "cpu", precision = "fp32";
-  bool force = false;
-};
-
 void run_infer(const InferArgs& a) {
-  std::ostream* json = nullptr;
-  const auto file = open_json(a.json, a.force, json);
-  perf::InferBenchOptions o = a.o;
-  o.device = parse_device(a.device);
-  o.precision = parse_precision(a.precision);
-  o.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
+  JsonOutput json(a.json);
+  const perf::InferBenchOptions o = a.options();
   std::fprintf(stderr,
                "whtlm bench infer: prefill of batch x prompt tokens, then %d decode steps; random "
                "weights, vocab %d; medians of %d rounds, projections interleaved\n  blas %s\n",
@@ -203,28 +150,19 @@ void run_infer(const InferArgs& a) {
            "act MiB", "RSS MiB", "device peak MiB"});
   const double mib = 1048576.0;
   for (const perf::InferBenchRow& r : res.rows) {
-    const perf::InferBenchRow* dense = nullptr;
-    for (const perf::InferBenchRow& d : res.rows)
-      if (d.preset == r.preset && d.batch == r.batch && d.prompt == r.prompt && d.proj == "dense")
-        dense = &d;
-    double pre = 0, pre_exp = 0, dec = 0, dec_exp = 0;
-    if (dense != nullptr) {
-      pre = r.prefill_tokens_per_s.median / dense->prefill_tokens_per_s.median;
-      pre_exp = dense->prefill_flops_per_token / r.prefill_flops_per_token;
-      dec = r.decode_tokens_per_s.median / dense->decode_tokens_per_s.median;
-      dec_exp = dense->weight_bytes_read / r.weight_bytes_read;
-    }
+    const std::optional<perf::InferVsDense> vs = perf::infer_vs_dense(res.rows, r);
+    const perf::InferVsDense v = vs.value_or(perf::InferVsDense{});
     t.add({r.preset, std::to_string(r.batch), std::to_string(r.prompt), r.proj,
            fmt("%.0f", r.prefill_tokens_per_s.median), fmt("%.1f", r.decode_tokens_per_s.median),
-           fmt("%.2f", r.decode_ms_per_step.median), dense ? fmt("%.3f", pre) : "-",
-           dense ? fmt("%.3f", pre_exp) : "-", dense ? fmt("%.3f", dec) : "-",
-           dense ? fmt("%.3f", dec_exp) : "-", fmt("%.1f", r.weight_bytes / mib),
+           fmt("%.2f", r.decode_ms_per_step.median), ratio_cell(bool(vs), v.prefill.measured),
+           ratio_cell(bool(vs), v.prefill.expected), ratio_cell(bool(vs), v.decode.measured),
+           ratio_cell(bool(vs), v.decode.expected), fmt("%.1f", r.weight_bytes / mib),
            fmt("%.1f", double(r.kv_cache_bytes) / mib),
            fmt("%.1f", double(r.activation_bytes) / mib), fmt("%.0f", double(r.rss_bytes) / mib),
            fmt("%.0f", double(r.device_peak_bytes) / mib)});
   }
-  if (json != nullptr) *json << perf::infer_bench_jsonl(res, o.repetitions) << std::flush;
-  std::FILE* out = json == &std::cout ? stderr : stdout;
+  json.write(perf::infer_bench_jsonl(res, o.repetitions));
+  std::FILE* out = json.text();
   t.print(out);
   std::fprintf(out,
                "vs dense: this projection's tokens/s over dense's, same case. (FLOPs): dense's "
@@ -257,9 +195,7 @@ void add_bench_command(CLI::App& app) {
                 "Also run batches of this many MiB per size (e.g. 16,256: in and out of cache)")
       ->delimiter(',')
       ->check(bounded(limits::batch_mib));
-  f->add_option("--threads", a->threads, "Thread counts to run (default: all cores)")
-      ->delimiter(',')
-      ->check(bounded(limits::thread_count));
+  add_thread_counts_option(f, &a->threads, "Thread counts to run (default: all cores)");
   f->add_option("--reps", a->sweep.repetitions, "Interleaved rounds per case (medians)")
       ->check(bounded(limits::repetitions))
       ->capture_default_str();
@@ -267,9 +203,7 @@ void add_bench_command(CLI::App& app) {
       ->check(bounded(limits::min_seconds))
       ->capture_default_str();
   f->add_flag("--no-dense", a->no_dense, "Skip the dense sgemm comparison");
-  f->add_option("--json", a->json,
-                "Also write JSON lines, one per case, to a new FILE ('-': stdout)");
-  f->add_flag("--force", a->force, "Replace the --json file if it exists");
+  add_json_option(f, &a->json, "case");
   f->callback([a] { run_fwht(*a); });
 
   auto ta = std::make_shared<TrainArgs>();
@@ -290,17 +224,15 @@ void add_bench_command(CLI::App& app) {
   tr->add_option("--vocab", ta->o.vocab, "Vocabulary size of the random tokens")
       ->check(bounded(limits::vocab_size))
       ->capture_default_str();
-  add_threads_option(tr, &ta->o.threads);
-  add_device_options(tr, &ta->device, &ta->precision);
+  add_threads_option(tr, &ta->threads);
+  add_device_options(tr, &ta->device);
   tr->add_option("--reps", ta->o.repetitions, "Rounds (medians over them)")
       ->check(bounded(limits::repetitions))
       ->capture_default_str();
   tr->add_option("--steps", ta->o.steps, "Optimizer steps per round and projection")
       ->check(bounded(limits::bench_steps))
       ->capture_default_str();
-  tr->add_option("--json", ta->json,
-                 "Also write JSON lines, one per measurement, to a new FILE ('-': stdout)");
-  tr->add_flag("--force", ta->force, "Replace the --json file if it exists");
+  add_json_option(tr, &ta->json, "measurement");
   tr->callback([ta] { run_train(*ta); });
 
   auto ia = std::make_shared<InferArgs>();
@@ -329,8 +261,8 @@ void add_bench_command(CLI::App& app) {
   inf->add_option("--context", ia->o.context,
                   "Context length for every preset (default: each preset's own)")
       ->check(bounded(limits::bench_context));
-  add_threads_option(inf, &ia->o.threads);
-  add_device_options(inf, &ia->device, &ia->precision);
+  add_threads_option(inf, &ia->threads);
+  add_device_options(inf, &ia->device);
   inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")
       ->check(bounded(limits::repetitions))
       ->capture_default_str();
@@ -341,9 +273,7 @@ void add_bench_command(CLI::App& app) {
   inf->add_option("--max-kv-gib", ia->o.max_kv_gib, "Skip cases whose KV cache is larger")
       ->check(bounded(limits::max_kv_gib))
       ->capture_default_str();
-  inf->add_option("--json", ia->json,
-                  "Also write JSON lines, one per measurement, to a new FILE ('-': stdout)");
-  inf->add_flag("--force", ia->force, "Replace the --json file if it exists");
+  add_json_option(inf, &ia->json, "measurement");
   inf->callback([ia] { run_infer(*ia); });
 }
 

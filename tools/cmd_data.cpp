@@ -8,7 +8,6 @@
 
 #include "commands.hpp"
 #include "whtlm/data.hpp"
-#include "whtlm/threads.hpp"
 
 namespace whtlm::cli {
 
@@ -16,7 +15,7 @@ void add_data_command(CLI::App& app) {
   CLI::App* data = app.add_subcommand("data", "Prepare training data");
   data->require_subcommand(1);
   auto o = std::make_shared<data::PrepareOptions>();
-  auto threads = std::make_shared<int>(0);
+  auto threads = std::make_shared<ThreadsOption>();
   CLI::App* prep = data->add_subcommand(
       "prepare",
       "Tokenize text once into llm.c token shards (train_*.bin, val_*.bin, tokenizer.json, "
@@ -39,7 +38,7 @@ void add_data_command(CLI::App& app) {
       ->capture_default_str();
   add_threads_option(prep, threads.get());
   prep->callback([o, threads] {
-    use_threads(*threads);
+    threads->apply();
     data::PrepareOptions opt = *o;
     const bool tty = isatty(STDERR_FILENO) != 0;
     opt.progress = [tty](double f) {

@@ -1,12 +1,10 @@
-// `whtlm experiment` (the main job) and `whtlm report` (redraw the report from
-// existing folders): argument parsing only; the work is in the library
+// `whtlm experiment` (the main job): argument parsing only; the work is in the library
 // (include/whtlm/experiment.hpp, include/whtlm/report.hpp).
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "commands.hpp"
 #include "whtlm/data.hpp"
@@ -18,28 +16,14 @@
 namespace whtlm::cli {
 namespace {
 
-namespace fs = std::filesystem;
-
-std::string& recorded_command() {
-  static std::string line;
-  return line;
-}
-
 struct ExperimentArgs {
-  std::string out = "runs/experiment", config, data, tokenizer, device, precision;
+  std::string out = "runs/experiment", config, data, tokenizer;
+  DeviceOptions device;
   double scale = 1;
-  int threads = 0;
-  CLI::Option* threads_opt = nullptr;
+  ThreadsOption threads;
   bool quick = false, print_config = false, no_bench = false, quiet = false;
   bool no_downstream = false;
 };
-
-void print_claims(const std::vector<report::Claim>& claims) {
-  std::size_t width = 0;
-  for (const report::Claim& c : claims) width = std::max(width, c.claim.size());
-  for (const report::Claim& c : claims)
-    std::printf("  %-*s  %s\n", int(width), c.claim.c_str(), report::verdict_name(c.verdict));
-}
 
 void run_experiment(const ExperimentArgs& a) {
   experiment::Plan plan = experiment::builtin_plan(a.quick ? "quick" : "default");
@@ -54,9 +38,9 @@ void run_experiment(const ExperimentArgs& a) {
   const tok::Tokenizer t = data::data_tokenizer(plan.data);
   if (!t.is_bytes())
     for (experiment::Size& s : plan.sizes) s.model.vocab_size = t.vocab_size();
-  if (a.threads_opt->count() > 0) plan.threads = a.threads;
-  if (!a.device.empty()) plan.device = parse_device(a.device);
-  if (!a.precision.empty()) plan.precision = parse_precision(a.precision);
+  if (a.threads.given()) plan.threads = a.threads.count;
+  if (!a.device.device.empty()) plan.device = a.device.parsed_device();
+  if (!a.device.precision.empty()) plan.precision = a.device.parsed_precision();
   experiment::validate(plan);
   if (a.print_config) {
     std::cout << experiment::plan_to_json(plan);
@@ -95,49 +79,7 @@ void run_experiment(const ExperimentArgs& a) {
   std::printf("report: %s\n", r.report_index.c_str());
 }
 
-struct ReportArgs {
-  std::vector<std::string> inputs;
-  std::string out;
-  bool force = false;
-};
-
-void run_report(const ReportArgs& a) {
-  std::string out = a.out;
-  bool own_folder = false;  // an experiment's report/ is whtlm's to rewrite
-  if (out.empty()) {
-    own_folder = true;
-    if (a.inputs.size() != 1 || !fs::exists(fs::path(a.inputs[0]) / "experiment.json"))
-      throw std::invalid_argument(
-          "--out is needed unless the only input is an experiment folder (then its report/ "
-          "is rewritten)");
-    out = (fs::path(a.inputs[0]) / "report").string();
-  }
-  const report::Data data = report::load(a.inputs);
-  for (const std::string& w : data.warnings) std::fprintf(stderr, "whtlm report: %s\n", w.c_str());
-  report::WriteOptions w;
-  w.out_dir = out;
-  w.force = a.force || own_folder;
-  w.command_line = command_line();
-  w.commit = report::build_commit();
-  const report::Written written = report::write(data, w);
-  std::printf("claims:\n");
-  print_claims(written.claims);
-  std::printf("report: %s (%zu figures)\n", written.index_html.c_str(), written.figures.size());
-}
-
 }  // namespace
-
-void set_command_line(int argc, char** argv) {
-  std::string& line = recorded_command();
-  line = "whtlm";
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const bool plain = arg.find_first_of(" \t\n'\"\\$`") == std::string::npos && !arg.empty();
-    line += " " + (plain ? arg : "'" + arg + "'");
-  }
-}
-
-const std::string& command_line() { return recorded_command(); }
 
 void add_experiment_command(CLI::App& app) {
   auto a = std::make_shared<ExperimentArgs>();
@@ -165,38 +107,17 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--tokenizer", a->tokenizer,
                   "How text is tokenized: byte (default), a tokenizer.json, or a folder with "
                   "GPT-2's files; the models' vocabulary follows it");
-  a->threads_opt = add_threads_option(cmd, &a->threads);
-  cmd->add_option("--device", a->device,
-                  "Where the runs train and the inference sweep runs: cpu or cuda (default: the "
-                  "plan's, cpu for the built-in plans)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", a->precision,
-                  "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only; default: "
-                  "the plan's)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  add_threads_option(cmd, &a->threads);
+  add_device_override_options(
+      cmd, &a->device,
+      "Where the runs train and the inference sweep runs: cpu or cuda (default: the plan's, cpu "
+      "for the built-in plans)",
+      "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only; default: the plan's)");
   cmd->add_flag("--no-bench", a->no_bench, "Skip the inference sweep");
   cmd->add_flag("--no-downstream", a->no_downstream,
                 "Skip the downstream proxy (cloze accuracy, bits per byte) of each run");
   cmd->add_flag("--quiet", a->quiet, "Less progress output");
   cmd->callback([a] { run_experiment(*a); });
-}
-
-void add_report_command(CLI::App& app) {
-  auto a = std::make_shared<ReportArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "report",
-      "Redraw the report (figures, tables, claims) from existing experiment folders, training "
-      "run folders and `whtlm bench infer --json` files, so runs can be added and compared");
-  cmd->alias("plot");
-  cmd->add_option("inputs", a->inputs, "Experiment folders, run folders or bench JSON files")
-      ->required();
-  cmd->add_option("--out", a->out,
-                  "Report folder (default: INPUT/report when the only input is an experiment); "
-                  "new, empty or holding an earlier report");
-  cmd->add_flag("--force", a->force,
-                "Write the report into an --out folder that holds other files (its index.html, "
-                "report.md and figures/ are replaced)");
-  cmd->callback([a] { run_report(*a); });
 }
 
 }  // namespace whtlm::cli

@@ -13,17 +13,17 @@
 #include "whtlm/data.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/io.hpp"
-#include "whtlm/threads.hpp"
 #include "whtlm/tokenizer.hpp"
 
 namespace whtlm::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string checkpoint, prompt, prompts_file, prompt_tokens, tokenizer, device = "cpu",
-                                                                          precision = "fp32";
+  std::string checkpoint, prompt, prompts_file, prompt_tokens, tokenizer;
+  DeviceOptions device;
+  ThreadsOption threads;
   GenerateOptions o;
-  int batch = 8, threads = 0;
+  int batch = 8;
   bool json = false;
   CLI::Option *prompt_opt = nullptr, *prompts_opt = nullptr, *tokens_opt = nullptr;
 };
@@ -61,8 +61,8 @@ void run(const GenerateArgs& a) {
   const std::size_t given = a.prompt_opt->count() + a.prompts_opt->count() + a.tokens_opt->count();
   if (given != 1)
     throw std::invalid_argument("give exactly one of --prompt, --prompts and --prompt-tokens");
-  use_threads(a.threads);
-  auto model = load_model(a.checkpoint, parse_device(a.device), parse_precision(a.precision));
+  a.threads.apply();
+  auto model = load_model(a.checkpoint, a.device.parsed_device(), a.device.parsed_precision());
   const ModelConfig& c = model->config();
   if (a.o.eos_token >= c.vocab_size)
     throw std::invalid_argument("--eos " + std::to_string(a.o.eos_token) +
@@ -201,7 +201,7 @@ void add_generate_command(CLI::App& app) {
       ->check(bounded(limits::gen_batch))
       ->capture_default_str();
   add_threads_option(cmd, &a->threads);
-  add_device_options(cmd, &a->device, &a->precision);
+  add_device_options(cmd, &a->device);
   cmd->add_flag("--json", a->json, "One JSON line per prompt");
   cmd->callback([a] { run(*a); });
 }

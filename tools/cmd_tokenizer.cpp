@@ -5,7 +5,6 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -113,7 +112,8 @@ std::vector<std::int32_t> parse_ids(std::string_view in) {
 }
 
 struct TrainArgs {
-  int vocab = 8192, threads = 0;
+  int vocab = 8192;
+  ThreadsOption threads;
   std::string data, out;
   std::vector<std::string> specials{"<|endoftext|>"};
   bool no_special = false, quiet = false, force = false;
@@ -122,7 +122,7 @@ struct TrainArgs {
 
 void run_train(const TrainArgs& a) {
   check_new_file("--out", a.out, a.force);
-  use_threads(a.threads);
+  a.threads.apply();
   const std::string path = a.data.empty() ? data::default_corpus_path() : a.data;
   const std::string text = tok::read_text(path);
   if (text.empty()) throw std::invalid_argument(path + ": no text to learn a tokenizer from");
@@ -159,11 +159,11 @@ void run_train(const TrainArgs& a) {
 struct EncodeArgs {
   std::string tokenizer = "byte";
   bool allow_special = false, json = false, jsonl = false, time = false;
-  int threads = 0;
+  ThreadsOption threads;
 };
 
 void run_encode(const EncodeArgs& a) {
-  use_threads(a.threads);
+  a.threads.apply();
   const tok::Tokenizer t = tok::load_tokenizer(a.tokenizer);
   const std::string input = read_stdin();
   std::string out;
@@ -258,52 +258,22 @@ void run_convert(const ConvertArgs& a) {
 }
 
 struct BenchArgs {
-  std::string tokenizer, data, json;
-  std::vector<int> threads{1, 2};
-  int reps = 5;
-  bool force = false;
+  perf::TokenizerBenchOptions o;
+  JsonOption json;
 };
 
 void run_bench(const BenchArgs& a) {
-  std::ostream* json = nullptr;
-  const auto file = open_json(a.json, a.force, json);
-  const tok::Tokenizer t = tok::load_tokenizer(a.tokenizer);
-  const std::string path = a.data.empty() ? data::default_corpus_path() : a.data;
-  const std::string text = tok::read_text(path);
-  const double mb = static_cast<double>(text.size()) / 1e6;
-  const std::vector<std::int32_t> reference = t.encode(text);  // warm-up, and the check
-  std::vector<std::vector<double>> rates(a.threads.size());
-  for (int r = 0; r < a.reps; ++r)
-    for (std::size_t k = 0; k < a.threads.size(); ++k) {
-      set_num_threads(a.threads[k]);
-      t.clear_cache();  // every timed encode starts with empty pre-token caches
-      const auto start = std::chrono::steady_clock::now();
-      const std::vector<std::int32_t> ids =
-          a.threads[k] == 1 ? t.encode(text) : t.encode_parallel(text);
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (ids != reference)
-        throw std::runtime_error("encoding with " + std::to_string(a.threads[k]) +
-                                 " threads differs from the sequential encoding");
-      rates[k].push_back(mb / s);
-      if (json)
-        *json << nlohmann::json{{"impl", "whtlm"},         {"threads", a.threads[k]},
-                                {"round", r + 1},          {"seconds", s},
-                                {"bytes", text.size()},    {"tokens", ids.size()},
-                                {"mb_per_s", mb / s},      {"data", path},
-                                {"tokenizer", a.tokenizer}}
-                     .dump()
-              << "\n";
-    }
-  std::printf("%s on %s: %.2f MB -> %zu tokens (%s)\n", a.tokenizer.c_str(), path.c_str(), mb,
-              reference.size(), t.describe().c_str());
+  JsonOutput json(a.json);
+  perf::TokenizerBenchOptions o = a.o;
+  if (json) o.json_line = [&json](const std::string& line) { json.write(line + "\n"); };
+  const perf::TokenizerBenchResult r = perf::tokenizer_bench(o);
+  std::printf("%s on %s: %.2f MB -> %zu tokens (%s)\n", o.tokenizer.c_str(), r.data.c_str(),
+              static_cast<double>(r.bytes) / 1e6, r.tokens, r.description.c_str());
   Table table({"threads", "MB/s median", "min", "max", "vs 1 thread", "rounds"});
-  const double base = perf::summarize(rates[0]).median;
-  for (std::size_t k = 0; k < a.threads.size(); ++k) {
-    const perf::Summary s = perf::summarize(rates[k]);
-    table.add({std::to_string(a.threads[k]), fmt("%.1f", s.median), fmt("%.1f", s.min),
-               fmt("%.1f", s.max), fmt("%.2f", s.median / base), std::to_string(a.reps)});
-  }
+  for (const perf::TokenizerBenchRow& row : r.rows)
+    table.add({std::to_string(row.threads), fmt("%.1f", row.mb_per_s.median),
+               fmt("%.1f", row.mb_per_s.min), fmt("%.1f", row.mb_per_s.max),
+               fmt("%.2f", row.vs_first), std::to_string(r.repetitions)});
   table.print(stdout);
 }
 
@@ -377,18 +347,13 @@ void add_tokenizer_command(CLI::App& app) {
       "bench",
       "Encoding throughput (MB/s of input) at each thread count, interleaved rounds, cold "
       "caches; file reading not timed");
-  bench->add_option("--tokenizer", ba->tokenizer, kTokenizerHelp)->required();
-  bench->add_option("--data", ba->data, "Text to encode (default: the built-in corpus)");
-  bench->add_option("--threads", ba->threads, "Thread counts")
-      ->delimiter(',')
-      ->check(bounded(limits::thread_count))
-      ->capture_default_str();
-  bench->add_option("--reps", ba->reps, "Rounds (medians over them)")
+  bench->add_option("--tokenizer", ba->o.tokenizer, kTokenizerHelp)->required();
+  bench->add_option("--data", ba->o.data, "Text to encode (default: the built-in corpus)");
+  add_thread_counts_option(bench, &ba->o.threads, "Thread counts")->capture_default_str();
+  bench->add_option("--reps", ba->o.repetitions, "Rounds (medians over them)")
       ->check(bounded(limits::repetitions))
       ->capture_default_str();
-  bench->add_option("--json", ba->json,
-                    "Also write JSON lines, one per measurement, to a new FILE ('-': stdout)");
-  bench->add_flag("--force", ba->force, "Replace the --json file if it exists");
+  add_json_option(bench, &ba->json, "measurement");
   bench->callback([ba] { run_bench(*ba); });
 }
 

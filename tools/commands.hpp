@@ -1,11 +1,16 @@
-// The subcommands of the `whtlm` program. Each registers itself on the app; its
-// callback parses nothing more and calls the library.
+// The subcommands of the `whtlm` program, one file each (tools/cmd_NAME.cpp). Each
+// registers itself on the app; its callback parses nothing more and calls the library.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "options.hpp"
+
+namespace whtlm::report {
+struct Claim;
+}
 
 namespace whtlm::cli {
 
@@ -19,9 +24,13 @@ void add_generate_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_report_command(CLI::App& app);
+
 // The command line as typed (recorded by experiments and reports); main() sets it.
 void set_command_line(int argc, char** argv);
 const std::string& command_line();
-void add_report_command(CLI::App& app);
+
+// The claims and their verdicts, one aligned line each, on stdout (report, experiment).
+void print_claims(const std::vector<report::Claim>& claims);
 
 }  // namespace whtlm::cli

@@ -1,5 +1,6 @@
 // whtlm: train, run and measure transformer LMs whose attention output projection
-// is a fast Walsh-Hadamard transform. This file only wires up the subcommands.
+// is a fast Walsh-Hadamard transform. This file only wires up the subcommands (and
+// records the command line as typed).
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
@@ -7,6 +8,30 @@
 #include <string>
 
 #include "commands.hpp"
+
+namespace whtlm::cli {
+namespace {
+
+std::string& recorded_command() {
+  static std::string line;
+  return line;
+}
+
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  std::string& line = recorded_command();
+  line = "whtlm";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool plain = arg.find_first_of(" \t\n'\"\\$`") == std::string::npos && !arg.empty();
+    line += " " + (plain ? arg : "'" + arg + "'");
+  }
+}
+
+const std::string& command_line() { return recorded_command(); }
+
+}  // namespace whtlm::cli
 
 int main(int argc, char** argv) {
   // A write past the file-size limit (ulimit -f) then fails with EFBIG and a message

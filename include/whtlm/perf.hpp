@@ -1,13 +1,17 @@
 // Measurement helpers shared by `whtlm bench` and the benchmark programs: robust
-// summaries of repeated timings, and the Hadamard-vs-dense sweep.
+// summaries of repeated timings, the Hadamard-vs-dense sweep, the training and
+// inference benches with their JSON lines, and the tokenizer's encoding bench.
 #pragma once
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "whtlm/device_type.hpp"
+#include "whtlm/io.hpp"
 #include "whtlm/model.hpp"
 
 namespace whtlm::perf {
@@ -28,10 +32,9 @@ std::size_t calibrate(const std::function<void()>& f, double min_seconds);
 // count floats drawn uniformly from [-amplitude, amplitude], seeded (benchmark inputs).
 std::vector<float> random_uniform(std::size_t count, unsigned seed, float amplitude = 1.0f);
 
-// Peak resident set size of this process so far, in bytes (0 where unknown).
-std::size_t peak_rss_bytes();
-// Resident set size now, in bytes (0 where unknown).
-std::size_t current_rss_bytes();
+// The process's memory (whtlm/io.hpp), which the benches record.
+using io::current_rss_bytes;
+using io::peak_rss_bytes;
 
 struct FwhtSweepOptions {
   std::vector<std::size_t> sizes{256, 512, 1024, 2048, 4096, 8192};
@@ -56,9 +59,23 @@ struct FwhtSweepRow {
   Summary dense_ns;    // X[rows x n] * W[n x n] accumulated into the residual (sgemm)
   bool dense_measured = false;
   double bytes() const { return static_cast<double>(rows * n * sizeof(float)); }
+  // GB/s of the median transform and copy, counting each float read once and written
+  // once (2 x 4 bytes), as for memcpy.
+  double fwht_gb_per_s() const { return 2 * bytes() / fwht_ns.median; }
+  double memcpy_gb_per_s() const { return 2 * bytes() / memcpy_ns.median; }
 };
 
 std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& options);
+// The rows as JSON lines, one per row ("bench": "fwht"), as `whtlm bench fwht --json`
+// writes them; `repetitions` is the sweep's.
+std::string fwht_sweep_jsonl(const std::vector<FwhtSweepRow>& rows, int repetitions);
+
+// A projection's measurement against dense's in the same case: `measured`, its
+// throughput over dense's; `expected`, dense's cost per token (FLOPs, or weight bytes
+// read) over its own: the ratio if time followed that cost.
+struct VsDense {
+  double measured = 0, expected = 0;
+};
 
 // Training throughput: full optimizer steps (forward, backward, clipping, AdamW) on
 // random tokens, the projections of one preset measured in turn (A B C A B C ...)
@@ -87,6 +104,15 @@ struct TrainBenchRow {
   std::size_t device_peak_bytes = 0;
 };
 std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& options);
+// Row r against the dense row of its preset among `rows` (the last one, when several),
+// by training tokens/s and training FLOPs per token; nullopt without one.
+std::optional<VsDense> train_vs_dense(const std::vector<TrainBenchRow>& rows,
+                                      const TrainBenchRow& r);
+// The rows as JSON lines, one per row ("bench": "train"), each with its ratios to dense
+// where its preset has a dense row; `options` are those train_bench ran with (rounds,
+// steps, precision). What `whtlm bench train --json` writes.
+std::string train_bench_jsonl(const std::vector<TrainBenchRow>& rows,
+                              const TrainBenchOptions& options);
 
 // Inference throughput: prefill of batch x prompt tokens, then `decode` steps of
 // one token per sequence, for each (preset, batch, prompt) case, the projections
@@ -130,9 +156,45 @@ struct InferBenchResult {
   std::vector<std::string> skipped;  // cases left out, with the reason
 };
 InferBenchResult infer_bench(const InferBenchOptions& options);
+// Row r against the dense row of its case (preset, batch and prompt) among `rows` (the
+// last one, when several): prefill by tokens/s and forward FLOPs per token, decode by
+// tokens/s and weight bytes read per step; nullopt without one.
+struct InferVsDense {
+  VsDense prefill, decode;
+};
+std::optional<InferVsDense> infer_vs_dense(const std::vector<InferBenchRow>& rows,
+                                           const InferBenchRow& r);
 // The rows as JSON lines, two per row ("phase": "prefill", "decode"), each with its
 // ratio to the dense row of the same case and the ratio the FLOPs (prefill) or the
 // weight bytes read (decode) predict. `whtlm report` reads these.
 std::string infer_bench_jsonl(const InferBenchResult& result, int repetitions);
+
+// Encoding throughput of a tokenizer: the whole text encoded at each thread count in
+// turn (sequentially at 1 thread, in parallel otherwise), `repetitions` interleaved
+// rounds, every encode starting with empty pre-token caches and checked against one
+// untimed sequential encode. Reading the text is not timed. Leaves the kernels'
+// thread count at the last one measured.
+struct TokenizerBenchOptions {
+  std::string tokenizer;  // as tok::load_tokenizer takes it (recorded as given)
+  std::string data;       // a text file or folder; empty: the built-in corpus
+  std::vector<int> threads{1, 2};
+  int repetitions = 5;
+  // Each timed encode as it finishes, as one JSON line without its newline (impl,
+  // threads, round, seconds, bytes, tokens, mb_per_s, data, tokenizer).
+  std::function<void(const std::string&)> json_line;
+};
+struct TokenizerBenchRow {
+  int threads = 0;
+  Summary mb_per_s;     // MB (1e6 bytes) of text per second, over the rounds
+  double vs_first = 0;  // median over the first thread count's median
+};
+struct TokenizerBenchResult {
+  std::string data;         // the text's path (the built-in corpus's when none was given)
+  std::string description;  // the tokenizer's describe()
+  std::size_t bytes = 0, tokens = 0;
+  int repetitions = 0;
+  std::vector<TokenizerBenchRow> rows;  // one per thread count, in the order given
+};
+TokenizerBenchResult tokenizer_bench(const TokenizerBenchOptions& options);
 
 }  // namespace whtlm::perf

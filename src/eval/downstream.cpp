@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "whtlm/eval.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/tokenizer.hpp"
 #include "whtlm/train.hpp"
@@ -236,9 +237,7 @@ Result evaluate(Transformer& model, const data::DataOptions& data_options, const
   r.tokenizer = t.is_bytes() ? "byte" : d.tokenizer;
 
   // Bits per byte: the bytes of each predicted token (1 for byte tokens).
-  std::vector<std::int32_t> lengths(std::size_t(c.vocab_size), 0);
-  for (int id = 0; id < std::min(c.vocab_size, t.vocab_size()); ++id)
-    lengths[std::size_t(id)] = static_cast<std::int32_t>(t.token_bytes(id).size());
+  const std::vector<std::int32_t> lengths = eval::token_byte_lengths(t, c.vocab_size);
   r.seq = o.seq > 0 ? std::min(o.seq, c.max_seq) : std::min(c.max_seq, 256);
   r.windows = std::min(o.windows, data::num_eval_windows(split.val.size(), r.seq));
   const EvalResult e = whtlm::evaluate(model, split.val, 8, r.seq, r.windows, lengths);

@@ -4,9 +4,10 @@
 // round (A B C D A B C D ...) so that drift on a shared machine hits all of them.
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "backend/cpu/parallel.hpp"
+#include "base/parallel.hpp"
 #include "whtlm/device.hpp"
 #include "whtlm/hadamard.hpp"
 #include "whtlm/matmul.hpp"
@@ -16,9 +17,13 @@
 namespace whtlm::perf {
 namespace {
 
+nlohmann::json summary_json(const Summary& s) {
+  return {{"median", s.median}, {"min", s.min}, {"max", s.max}};
+}
+
 // memcpy split across the OpenMP team like the transform's rows.
 void parallel_copy(float* dst, const float* src, std::size_t count) {
-  backend::cpu::parallel_ranges(count, count, [&](std::size_t first, std::size_t len) {
+  parallel_ranges(count, count, [&](std::size_t first, std::size_t len) {
     std::memcpy(dst + first, src + first, len * sizeof(float));
   });
 }
@@ -27,7 +32,7 @@ void parallel_copy(float* dst, const float* src, std::size_t count) {
 // transformed and scaled.
 void affine_residual_pass(const float* t, float* resid, const float* gamma, const float* beta,
                           std::size_t rows, std::size_t n) {
-  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t len) {
+  parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t len) {
     for (std::size_t r = first; r < first + len; ++r) {
       const float* tr = t + r * n;
       float* rr = resid + r * n;
@@ -140,6 +145,32 @@ std::vector<FwhtSweepRow> fwht_sweep(const FwhtSweepOptions& o) {
         o.progress(line.str());
       }
     }
+  }
+  return out;
+}
+
+std::string fwht_sweep_jsonl(const std::vector<FwhtSweepRow>& rows, int repetitions) {
+  std::string out;
+  for (const FwhtSweepRow& r : rows) {
+    nlohmann::json j = {{"bench", "fwht"},
+                        {"n", r.n},
+                        {"rows", r.rows},
+                        {"threads", r.threads},
+                        {"isa", r.isa},
+                        {"blas", blas_description()},
+                        {"bytes", r.bytes()},
+                        {"repetitions", repetitions},
+                        {"fwht_ns", summary_json(r.fwht_ns)},
+                        {"fused_ns", summary_json(r.fused_ns)},
+                        {"memcpy_ns", summary_json(r.memcpy_ns)},
+                        {"unfused_ns", summary_json(r.unfused_ns)},
+                        {"fwht_gb_per_s", r.fwht_gb_per_s()},
+                        {"memcpy_gb_per_s", r.memcpy_gb_per_s()}};
+    if (r.dense_measured) {
+      j["dense_ns"] = summary_json(r.dense_ns);
+      j["dense_over_fused"] = r.dense_ns.median / r.fused_ns.median;
+    }
+    out += j.dump() + "\n";
   }
   return out;
 }

@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "perf/vs_dense.hpp"
 #include "whtlm/infer.hpp"
 #include "whtlm/matmul.hpp"
 #include "whtlm/model.hpp"
@@ -166,13 +168,23 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
   return result;
 }
 
+std::optional<InferVsDense> infer_vs_dense(const std::vector<InferBenchRow>& rows,
+                                           const InferBenchRow& r) {
+  const InferBenchRow* dense =
+      dense_row(rows, r, [](const InferBenchRow& d, const InferBenchRow& x) {
+        return d.preset == x.preset && d.batch == x.batch && d.prompt == x.prompt;
+      });
+  if (dense == nullptr) return std::nullopt;
+  return InferVsDense{vs_dense(r.prefill_tokens_per_s.median, dense->prefill_tokens_per_s.median,
+                               r.prefill_flops_per_token, dense->prefill_flops_per_token),
+                      vs_dense(r.decode_tokens_per_s.median, dense->decode_tokens_per_s.median,
+                               r.weight_bytes_read, dense->weight_bytes_read)};
+}
+
 std::string infer_bench_jsonl(const InferBenchResult& result, int repetitions) {
   std::string out;
   for (const InferBenchRow& r : result.rows) {
-    const InferBenchRow* dense = nullptr;
-    for (const InferBenchRow& d : result.rows)
-      if (d.preset == r.preset && d.batch == r.batch && d.prompt == r.prompt && d.proj == "dense")
-        dense = &d;
+    const std::optional<InferVsDense> vs = infer_vs_dense(result.rows, r);
     for (const bool prefill : {true, false}) {
       const Summary& sm = prefill ? r.prefill_tokens_per_s : r.decode_tokens_per_s;
       nlohmann::json j{{"bench", "infer"},
@@ -198,12 +210,10 @@ std::string infer_bench_jsonl(const InferBenchResult& result, int repetitions) {
                        {"peak_rss_bytes", r.peak_rss_bytes},
                        {"blas", blas_description()}};
       if (!prefill) j["ms_per_step"] = r.decode_ms_per_step.median;
-      if (dense != nullptr) {
-        j["ratio_vs_dense"] = sm.median / (prefill ? dense->prefill_tokens_per_s.median
-                                                   : dense->decode_tokens_per_s.median);
-        j["expected_ratio_vs_dense"] =
-            prefill ? dense->prefill_flops_per_token / r.prefill_flops_per_token
-                    : dense->weight_bytes_read / r.weight_bytes_read;
+      if (vs) {
+        const VsDense& v = prefill ? vs->prefill : vs->decode;
+        j["ratio_vs_dense"] = v.measured;
+        j["expected_ratio_vs_dense"] = v.expected;
         j["expected_from"] = prefill ? "flops" : "weight_bytes";
       }
       out += j.dump() + "\n";

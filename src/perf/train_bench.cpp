@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "perf/vs_dense.hpp"
+#include "whtlm/matmul.hpp"
 #include "whtlm/model.hpp"
 #include "whtlm/perf.hpp"
 #include "whtlm/threads.hpp"
@@ -104,6 +108,48 @@ std::vector<TrainBenchRow> train_bench(const TrainBenchOptions& o) {
     }
   }
   return rows;
+}
+
+std::optional<VsDense> train_vs_dense(const std::vector<TrainBenchRow>& rows,
+                                      const TrainBenchRow& r) {
+  const TrainBenchRow* dense = dense_row(
+      rows, r, [](const TrainBenchRow& d, const TrainBenchRow& x) { return d.preset == x.preset; });
+  if (dense == nullptr) return std::nullopt;
+  return vs_dense(r.tokens_per_s.median, dense->tokens_per_s.median, r.flops_train_per_token,
+                  dense->flops_train_per_token);
+}
+
+std::string train_bench_jsonl(const std::vector<TrainBenchRow>& rows, const TrainBenchOptions& o) {
+  std::string out;
+  for (const TrainBenchRow& r : rows) {
+    nlohmann::json j{{"bench", "train"},
+                     {"impl", "whtlm"},
+                     {"preset", r.preset},
+                     {"proj", r.proj},
+                     {"batch", r.batch},
+                     {"seq", r.seq},
+                     {"threads", r.threads},
+                     {"vocab", r.vocab},
+                     {"tokens_per_s", r.tokens_per_s.median},
+                     {"min", r.tokens_per_s.min},
+                     {"max", r.tokens_per_s.max},
+                     {"reps", o.repetitions},
+                     {"steps_per_rep", o.steps},
+                     {"params", r.params},
+                     {"flops_train_per_token", r.flops_train_per_token},
+                     {"activation_bytes", r.activation_bytes},
+                     {"peak_rss_bytes", r.peak_rss_bytes},
+                     {"device", r.device},
+                     {"precision", precision_name(o.precision)},
+                     {"device_peak_bytes", r.device_peak_bytes},
+                     {"blas", blas_description()}};
+    if (const std::optional<VsDense> vs = train_vs_dense(rows, r)) {
+      j["ratio_vs_dense"] = vs->measured;
+      j["flops_ratio_vs_dense"] = vs->expected;
+    }
+    out += j.dump() + "\n";
+  }
+  return out;
 }
 
 }  // namespace whtlm::perf
