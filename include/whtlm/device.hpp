@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "whtlm/model.hpp"
+#include "whtlm/device_type.hpp"
 
 namespace whtlm {
 

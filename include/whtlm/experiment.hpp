@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "whtlm/data.hpp"
+#include "whtlm/device_type.hpp"
 #include "whtlm/model.hpp"
 
 namespace whtlm::experiment {

@@ -34,6 +34,10 @@ std::string shape_string(const std::vector<std::int64_t>& shape);
 // memory.max; UINT64_MAX when none is known. Plans (models, KV caches, data) are
 // checked against it before they are allocated.
 std::uint64_t host_memory_available();
+// Peak resident set size of this process so far, in bytes (0 where unknown).
+std::size_t peak_rss_bytes();
+// Resident set size now, in bytes (0 where unknown).
+std::size_t current_rss_bytes();
 
 // Limits on files read whole: documents (config.json, train_state.json, plans,
 // prompts) and tokenizer files. Text corpora are bounded by memory instead.

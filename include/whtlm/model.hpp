@@ -17,21 +17,12 @@ namespace whtlm {
 
 enum class Family { gpt2, llama };
 enum class Projection { dense, wht, identity };
-// Where a model's buffers live and its kernels run (src/backend/).
-enum class Device { cpu, cuda };
-// The arithmetic of the matrix products: fp32, or bf16 operands with fp32 accumulation
-// (mixed precision: weights, gradients, optimizer state and activations stay fp32).
-enum class Precision { fp32, bf16 };
 
 const char* family_name(Family f);
 const char* projection_name(Projection p);
 // Parse a name; std::invalid_argument listing the choices when unknown.
 Family parse_family(std::string_view name);
 Projection parse_projection(std::string_view name);
-const char* device_name(Device d);
-Device parse_device(std::string_view name);
-const char* precision_name(Precision p);
-Precision parse_precision(std::string_view name);
 
 // A model config field that is out of range or inconsistent: which field (ModelConfig's
 // own name: n_layer, d_model, n_head, n_kv_head, d_ff, vocab_size, max_seq, norm_eps,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "whtlm/data.hpp"
+#include "whtlm/device_type.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/model.hpp"
 #include "whtlm/transformer.hpp"

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "whtlm/device_type.hpp"
 #include "whtlm/model.hpp"
 
 namespace whtlm {

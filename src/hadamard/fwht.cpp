@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "backend/cpu/parallel.hpp"
+#include "base/parallel.hpp"
 #include "hadamard/plan.hpp"
 #include "whtlm/hadamard.hpp"
 
@@ -112,7 +112,7 @@ void fwht(float* data, std::size_t rows, std::size_t n, float scale, Isa isa) {
   const Plan plan = hadamard_detail::make_plan(n);
   check_rows(data, rows, "data");
   const Kernels& k = kernels_for(resolve(isa));
-  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
+  parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
     k.fwht(data + first * n, count, plan, scale);
   });
 }
@@ -120,7 +120,7 @@ void fwht(float* data, std::size_t rows, std::size_t n, float scale, Isa isa) {
 void fwht(double* data, std::size_t rows, std::size_t n, double scale) {
   const Plan plan = hadamard_detail::make_plan(n);
   check_rows(data, rows, "data");
-  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
+  parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
     hadamard_detail::fwht_rows_scalar(data + first * n, count, plan, scale);
   });
 }
@@ -133,7 +133,7 @@ void fwht_affine_residual(const float* x, float* out, float* resid, const float*
   check_rows(resid, rows, "resid");
   check_rows(gamma, rows, "gamma");
   const Kernels& k = kernels_for(resolve(isa));
-  backend::cpu::parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
+  parallel_ranges(rows, rows * n, [&](std::size_t first, std::size_t count) {
     const hadamard_detail::AffineResidualArgs a{
         x + first * n, out != nullptr ? out + first * n : nullptr, resid + first * n, gamma, beta,
         scale};

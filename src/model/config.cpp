@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "whtlm/hadamard.hpp"
+#include "model/projection.hpp"
 #include "whtlm/limits.hpp"
 #include "whtlm/model.hpp"
 
@@ -51,23 +51,6 @@ ScaleInit parse_scale_init(std::string_view name) {
 double initial_wht_scale(const ModelConfig& c, ScaleInit s) {
   if (s == ScaleInit::one) return 1.0;
   return 0.02 / std::sqrt(2.0 * c.n_layer) * std::sqrt(double(c.d_model));
-}
-
-const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
-
-Device parse_device(std::string_view name) {
-  for (Device d : {Device::cpu, Device::cuda})
-    if (name == device_name(d)) return d;
-  throw std::invalid_argument("unknown device '" + std::string(name) + "' (expected cpu or cuda)");
-}
-
-const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
-
-Precision parse_precision(std::string_view name) {
-  for (Precision p : {Precision::fp32, Precision::bf16})
-    if (name == precision_name(p)) return p;
-  throw std::invalid_argument("unknown precision '" + std::string(name) +
-                              "' (expected fp32 or bf16)");
 }
 
 std::string renamed(const ConfigError& e,
@@ -135,13 +118,9 @@ void ModelConfig::validate() const {
   if (family == Family::llama && head_dim() % 2 != 0)
     fail("n_head", "rotary embeddings need an even head dimension, got d_model / n_head = " +
                        std::to_string(head_dim()));
-  if (projection == Projection::wht && !hadamard_supported(static_cast<std::size_t>(d_model))) {
-    try {
-      check_hadamard_size(static_cast<std::size_t>(d_model));
-    } catch (const std::invalid_argument& e) {
-      fail("d_model", std::string("the wht output projection needs a Hadamard size: ") + e.what());
-    }
-  }
+  if (const std::string why = model::projection_width_problem(projection, d_model); !why.empty())
+    fail("d_model",
+         std::string("the ") + projection_name(projection) + " output projection " + why);
 }
 
 namespace {

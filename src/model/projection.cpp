@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "backend/ops.hpp"
 #include "whtlm/hadamard.hpp"
 
@@ -30,14 +31,12 @@ double hadamard_additions(std::size_t n) {
 // backends use, so each variant's code is written once for both.
 struct Reference {
   void linear_forward(double* y, const double* x, const double* w, const double* b,
-                      std::size_t rows, std::size_t in, std::size_t out, bool w_in_out,
-                      bool accumulate) {
-    backend::linear_forward(y, x, w, b, rows, in, out, w_in_out, accumulate);
+                      const backend::LinearShape& s, backend::Write y_write) {
+    backend::linear_forward(y, x, w, b, s, y_write);
   }
   void linear_backward(double* dx, double* dw, double* db, const double* dy, const double* x,
-                       const double* w, std::size_t rows, std::size_t in, std::size_t out,
-                       bool w_in_out, bool dx_accumulate) {
-    backend::linear_backward(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate);
+                       const double* w, const backend::LinearShape& s, backend::Write dx_write) {
+    backend::linear_backward(dx, dw, db, dy, x, w, s, dx_write);
   }
   void hadamard_projection_forward(double* y, const double* x, const double* gamma,
                                    const double* beta, std::size_t rows, std::size_t n,
@@ -86,7 +85,9 @@ class Projector : public OutputProjection {
 class Dense final : public Projector<Dense> {
  public:
   Dense(int d, bool bias, bool weight_in_out)
-      : d_(static_cast<std::size_t>(d)), bias_(bias), in_out_(weight_in_out) {
+      : d_(static_cast<std::size_t>(d)),
+        bias_(bias),
+        layout_(weight_in_out ? backend::WeightLayout::in_out : backend::WeightLayout::out_in) {
     params_.push_back({"weight", {d, d}, TensorInit::residual_normal});
     if (bias_) params_.push_back({"bias", {d}, TensorInit::zeros});
   }
@@ -100,17 +101,19 @@ class Dense final : public Projector<Dense> {
 
   template <class Ops, class T>
   void fwd(Ops& ops, T* y, const T* x, const T* p, std::size_t rows) const {
-    ops.linear_forward(y, x, p, bias_ ? p + d_ * d_ : nullptr, rows, d_, d_, in_out_, true);
+    ops.linear_forward(y, x, p, bias_ ? p + d_ * d_ : nullptr, {rows, d_, d_, layout_},
+                       backend::Write::accumulate);
   }
   template <class Ops, class T>
   void bwd(Ops& ops, T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {
-    ops.linear_backward(dx, dp, bias_ ? dp + d_ * d_ : nullptr, dy, x, p, rows, d_, d_, in_out_,
-                        false);
+    ops.linear_backward(dx, dp, bias_ ? dp + d_ * d_ : nullptr, dy, x, p, {rows, d_, d_, layout_},
+                        backend::Write::overwrite);
   }
 
  private:
   std::size_t d_;
-  bool bias_, in_out_;
+  bool bias_;
+  backend::WeightLayout layout_;
 };
 
 class Wht final : public Projector<Wht> {
@@ -178,6 +181,16 @@ std::size_t OutputProjection::parameter_count() const {
   return n;
 }
 
+std::string projection_width_problem(Projection kind, int d) {
+  if (kind != Projection::wht || hadamard_supported(static_cast<std::size_t>(d))) return {};
+  try {
+    check_hadamard_size(static_cast<std::size_t>(d));
+  } catch (const std::invalid_argument& e) {
+    return std::string("needs a Hadamard size: ") + e.what();
+  }
+  return {};
+}
+
 std::unique_ptr<OutputProjection> make_output_projection(Projection kind, int d, bool bias,
                                                          bool weight_in_out) {
   switch (kind) {
@@ -189,6 +202,10 @@ std::unique_ptr<OutputProjection> make_output_projection(Projection kind, int d,
       return std::make_unique<Identity>(d);
   }
   throw std::invalid_argument("unknown output projection");
+}
+
+std::unique_ptr<OutputProjection> make_output_projection(const ModelConfig& c) {
+  return make_output_projection(c.projection, c.d_model, c.has_bias(), c.family == Family::gpt2);
 }
 
 }  // namespace whtlm::model

@@ -10,8 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "backend/backend.hpp"
 #include "whtlm/model.hpp"
+
+// The variants run on a backend, which this header names without including: the
+// parameter layout reads a variant's parameters and cost and needs no kernel.
+namespace whtlm::backend {
+class Backend;
+}
 
 namespace whtlm::model {
 
@@ -53,11 +58,17 @@ class OutputProjection {
   virtual double flops_backward() const = 0;
 };
 
+// Why a variant cannot run at model width d ("needs a Hadamard size: ..."), or empty
+// when it can. ModelConfig::validate reports it against d_model.
+std::string projection_width_problem(Projection kind, int d);
+
 // d: model width. bias: the dense variant has a bias (gpt2). weight_in_out: the dense
 // weight is stored [in, out] (gpt2 Conv1D) rather than [out, in] (Linear). Throws
 // std::invalid_argument when d does not suit the variant (wht needs a supported
 // Hadamard size).
 std::unique_ptr<OutputProjection> make_output_projection(Projection kind, int d, bool bias,
                                                          bool weight_in_out);
+// The variant a model config names, at its width, bias and weight layout.
+std::unique_ptr<OutputProjection> make_output_projection(const ModelConfig& c);
 
 }  // namespace whtlm::model

@@ -22,7 +22,6 @@
 #include "whtlm/checkpoint.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/limits.hpp"
-#include "whtlm/perf.hpp"
 #include "whtlm/threads.hpp"
 #include "whtlm/tokenizer.hpp"
 #include "whtlm/train.hpp"
@@ -497,7 +496,7 @@ TrainResult run(TrainOptions o, Counters c, const CheckpointRecord* resume_from,
              {"grad_norm", skipped ? json(nullptr) : json(sr.grad_norm)},
              {"tokens_per_s", double(tokens_per_step) / dt},
              {"elapsed_s", c.elapsed},
-             {"peak_rss_bytes", perf::peak_rss_bytes()}};
+             {"peak_rss_bytes", io::peak_rss_bytes()}};
     if (c.skipped > 0) rec["skipped_steps"] = c.skipped;
     if (skipped) rec["skipped"] = true;
     const bool eval = (o.eval_every > 0 && step % o.eval_every == 0) || step == total;

@@ -1,9 +1,9 @@
 // Elementwise activations: GELU (tanh approximation, gpt2) and SwiGLU (llama).
 #include <cmath>
 
-#include "backend/cpu/parallel.hpp"
 #include "backend/cpu/vmath.hpp"
 #include "backend/ops.hpp"
+#include "base/parallel.hpp"
 
 namespace whtlm::backend {
 namespace {
@@ -16,7 +16,7 @@ constexpr double kGeluA = 0.044715;
 // y = 0.5 x (1 + tanh(c (x + a x^3))).
 template <class T>
 void gelu_forward(T* y, const T* x, std::size_t n) {
-  cpu::parallel_ranges(n, n * 8, [&](std::size_t i0, std::size_t len) {
+  parallel_ranges(n, n * 8, [&](std::size_t i0, std::size_t len) {
 #pragma omp simd
     for (std::size_t i = i0; i < i0 + len; ++i) {
       const T v = x[i];
@@ -28,7 +28,7 @@ void gelu_forward(T* y, const T* x, std::size_t n) {
 // dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2)), t = tanh(c (x + a x^3)).
 template <class T>
 void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n) {
-  cpu::parallel_ranges(n, n * 8, [&](std::size_t i0, std::size_t len) {
+  parallel_ranges(n, n * 8, [&](std::size_t i0, std::size_t len) {
 #pragma omp simd
     for (std::size_t i = i0; i < i0 + len; ++i) {
       const T v = x[i];
@@ -42,7 +42,7 @@ void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n) {
 // h: [rows, 2 ff] = gate | up; y = silu(gate) * up with silu(g) = g / (1 + e^-g).
 template <class T>
 void swiglu_forward(T* y, const T* h, std::size_t rows, std::size_t ff) {
-  cpu::parallel_ranges(rows, rows * ff * 8, [&](std::size_t r0, std::size_t nr) {
+  parallel_ranges(rows, rows * ff * 8, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* g = h + r * 2 * ff;
       const T* u = g + ff;
@@ -56,7 +56,7 @@ void swiglu_forward(T* y, const T* h, std::size_t rows, std::size_t ff) {
 // d gate = dy * up * s (1 + g (1 - s)) with s = sigmoid(g); d up = dy * silu(g).
 template <class T>
 void swiglu_backward(T* dh, const T* dy, const T* h, std::size_t rows, std::size_t ff) {
-  cpu::parallel_ranges(rows, rows * ff * 8, [&](std::size_t r0, std::size_t nr) {
+  parallel_ranges(rows, rows * ff * 8, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* g = h + r * 2 * ff;
       const T* u = g + ff;

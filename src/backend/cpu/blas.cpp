@@ -2,8 +2,6 @@
 // why). It picks its kernels from cpuid at run time, needs no environment variable,
 // and threads through the same libgomp as our OpenMP kernels, taking its thread
 // count from omp_get_max_threads() on every call.
-#include "backend/cpu/blas.hpp"
-
 #include <oneapi/dnnl/dnnl.h>
 
 #include <cstdint>
@@ -73,11 +71,4 @@ std::string blas_description() {
          std::to_string(v->patch) + " dnnl_sgemm (" + isa_label(dnnl_get_effective_cpu_isa()) + ")";
 }
 
-namespace backend::cpu {
-
-// oneDNN reads omp_get_max_threads() on every call, so omp_set_num_threads (done by
-// whtlm::set_num_threads) is all it needs; nothing library-specific to set.
-void blas_set_num_threads(int /*n*/) {}
-
-}  // namespace backend::cpu
 }  // namespace whtlm

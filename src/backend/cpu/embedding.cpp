@@ -5,9 +5,9 @@
 #include <cstring>
 #include <limits>
 
-#include "backend/cpu/parallel.hpp"
 #include "backend/cpu/vmath.hpp"
 #include "backend/ops.hpp"
+#include "base/parallel.hpp"
 
 namespace whtlm::backend {
 
@@ -15,7 +15,7 @@ namespace whtlm::backend {
 template <class T>
 void embedding_forward(T* x, const std::int32_t* tokens, const T* wte, const T* wpe,
                        std::size_t rows, std::size_t seq, std::size_t d) {
-  cpu::parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
+  parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* e = wte + static_cast<std::size_t>(tokens[r]) * d;
       T* xr = x + r * d;
@@ -32,7 +32,7 @@ void embedding_forward(T* x, const std::int32_t* tokens, const T* wte, const T* 
 
 void embedding_forward_at(float* x, const std::int32_t* tokens, const float* wte, const float* wpe,
                           std::size_t rows, const std::int32_t* positions, std::size_t d) {
-  cpu::parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
+  parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const float* e = wte + static_cast<std::size_t>(tokens[r]) * d;
       float* xr = x + r * d;
@@ -52,7 +52,7 @@ void embedding_forward_at(float* x, const std::int32_t* tokens, const float* wte
 template <class T>
 void embedding_backward(T* dwte, T* dwpe, const T* dx, const std::int32_t* tokens, std::size_t rows,
                         std::size_t seq, std::size_t d) {
-  cpu::parallel_ranges(d, rows * d, [&](std::size_t c0, std::size_t nc) {
+  parallel_ranges(d, rows * d, [&](std::size_t c0, std::size_t nc) {
     for (std::size_t r = 0; r < rows; ++r) {
       const T* g = dx + r * d + c0;
       T* e = dwte + static_cast<std::size_t>(tokens[r]) * d + c0;
@@ -85,7 +85,7 @@ T row_logsumexp(const T* z, std::size_t vocab, T& m) {
 template <class T>
 void cross_entropy_forward(T* losses, T* lse, const T* logits, const std::int32_t* targets,
                            std::size_t rows, std::size_t vocab) {
-  cpu::parallel_ranges(rows, rows * vocab, [&](std::size_t r0, std::size_t nr) {
+  parallel_ranges(rows, rows * vocab, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* z = logits + r * vocab;
       T m;
@@ -98,7 +98,7 @@ void cross_entropy_forward(T* losses, T* lse, const T* logits, const std::int32_
 template <class T>
 void cross_entropy_backward(T* logits, const T* lse, const std::int32_t* targets, std::size_t rows,
                             std::size_t vocab, T scale) {
-  cpu::parallel_ranges(rows, rows * vocab, [&](std::size_t r0, std::size_t nr) {
+  parallel_ranges(rows, rows * vocab, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       T* z = logits + r * vocab;
       const T l = lse[r];

@@ -1,4 +1,4 @@
-// The shared thread pool: OpenMP's, which the BLAS uses too (see blas.cpp).
+// The shared thread pool: OpenMP's, which the BLAS uses too (backend/cpu/blas.cpp).
 #include "whtlm/threads.hpp"
 
 #include <omp.h>
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "backend/cpu/blas.hpp"
+#include "base/parallel.hpp"
 
 namespace whtlm {
 
@@ -18,11 +18,8 @@ void set_num_threads(int n) {
   if (n < 1)
     throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));
   omp_set_num_threads(n);
-  backend::cpu::blas_set_num_threads(n);
-  backend::cpu::flush_denormals();
+  flush_denormals();  // the team may have new threads
 }
-
-namespace backend::cpu {
 
 // Subnormal floats (below 1.2e-38) take a slow path in the FPU, 10-100x slower.
 // Training produces them (squared tiny gradients in AdamW's second moment, tails of
@@ -35,8 +32,6 @@ void flush_denormals() {
   _mm_setcsr(_mm_getcsr() | kFlushToZero | kDenormalsAreZero);
 #endif
 }
-
-}  // namespace backend::cpu
 
 int num_threads() { return omp_get_max_threads(); }
 

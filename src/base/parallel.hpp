@@ -1,12 +1,18 @@
 // Internal: splitting independent items (rows, elements) across the one OpenMP
-// team that our kernels and the BLAS share.
+// team that our kernels and the BLAS share (whtlm/threads.hpp), and the team's
+// floating-point mode.
 #pragma once
 
 #include <omp.h>
 
 #include <cstddef>
 
-namespace whtlm::backend::cpu {
+namespace whtlm {
+
+// Sets flush-to-zero and denormals-are-zero on every thread of the OpenMP team
+// (threads.cpp says why). The CPU backend calls it when it starts, set_num_threads
+// whenever the team changes.
+void flush_denormals();
 
 // Below this much work (elements touched) a call stays on the calling thread:
 // waking the team costs more than it saves.
@@ -32,4 +38,4 @@ void parallel_ranges(std::size_t items, std::size_t work, F&& f) {
   }
 }
 
-}  // namespace whtlm::backend::cpu
+}  // namespace whtlm
