@@ -72,17 +72,18 @@ class LinearLayer : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 TEST_P(LinearLayer, BackwardMatchesFiniteDifferences) {
   const auto [w_in_out, with_bias] = GetParam();
   const std::size_t rows = 5, in = 7, out = 6;
+  const backend::LinearShape shape{
+      rows, in, out, w_in_out ? backend::WeightLayout::in_out : backend::WeightLayout::out_in};
   Vec x = random_vec(rows * in, 1), w = random_vec(in * out, 2), b = random_vec(out, 3);
   const Vec r = random_vec(rows * out, 4);
   auto loss = [&] {
     Vec y(rows * out);
-    backend::linear_forward(y.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, rows, in,
-                            out, w_in_out);
+    backend::linear_forward(y.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, shape);
     return dot(y, r);
   };
   Vec dx(rows * in), dw(in * out), db(out);
   backend::linear_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, r.data(),
-                           x.data(), w.data(), rows, in, out, w_in_out, false);
+                           x.data(), w.data(), shape, backend::Write::overwrite);
   std::vector<Checked> vars{{"x", &x, &dx}, {"w", &w, &dw}};
   if (with_bias) vars.push_back({"b", &b, &db});
   expect_gradients(loss, vars);
@@ -99,13 +100,13 @@ TEST(LayerNorm, BackwardMatchesFiniteDifferences) {
   auto loss = [&] {
     Vec y(rows * d);
     backend::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(),
-                               rows, d, 1e-5);
+                               {rows, d}, 1e-5);
     return dot(y, r);
   };
   loss();
   Vec dx(rows * d), dw(d), db(d);
   backend::layernorm_backward(dx.data(), dw.data(), db.data(), r.data(), x.data(), mean.data(),
-                              rstd.data(), w.data(), rows, d);
+                              rstd.data(), w.data(), {rows, d});
   expect_gradients(loss, {{"x", &x, &dx}, {"w", &w, &dw}, {"b", &b, &db}});
 }
 
@@ -116,13 +117,13 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
   Vec rstd(rows);
   auto loss = [&] {
     Vec y(rows * d);
-    backend::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), rows, d, 1e-5);
+    backend::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), {rows, d}, 1e-5);
     return dot(y, r);
   };
   loss();
   Vec dx(rows * d), dw(d);
-  backend::rmsnorm_backward(dx.data(), dw.data(), r.data(), x.data(), rstd.data(), w.data(), rows,
-                            d);
+  backend::rmsnorm_backward(dx.data(), dw.data(), r.data(), x.data(), rstd.data(), w.data(),
+                            {rows, d});
   expect_gradients(loss, {{"x", &x, &dx}, {"w", &w, &dw}});
 }
 
@@ -163,15 +164,15 @@ TEST(Rope, BackwardMatchesFiniteDifferencesAndLeavesValuesAlone) {
   const Vec r = random_vec(rows * width, 17);
   auto loss = [&] {
     Vec y = qkv;
-    backend::rope_forward(y.data(), cos.data(), sin.data(), rows, seq, heads, kv, hd);
+    backend::rope_forward(y.data(), cos.data(), sin.data(), rows, seq, {heads, kv, hd});
     return dot(y, r);
   };
   Vec dqkv = r;
-  backend::rope_backward(dqkv.data(), cos.data(), sin.data(), rows, seq, heads, kv, hd);
+  backend::rope_backward(dqkv.data(), cos.data(), sin.data(), rows, seq, {heads, kv, hd});
   expect_gradients(loss, {{"qkv", &qkv, &dqkv}});
   // Position 0 is not rotated, and the v heads never are.
   Vec y = qkv;
-  backend::rope_forward(y.data(), cos.data(), sin.data(), rows, seq, heads, kv, hd);
+  backend::rope_forward(y.data(), cos.data(), sin.data(), rows, seq, {heads, kv, hd});
   for (std::size_t i = 0; i < width; ++i) EXPECT_DOUBLE_EQ(y[i], qkv[i]);
   for (std::size_t row = 0; row < rows; ++row)
     for (std::size_t i = (heads + kv) * hd; i < width; ++i)

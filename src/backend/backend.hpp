@@ -9,7 +9,7 @@
 #include <string>
 
 #include "backend/ops.hpp"
-#include "whtlm/model.hpp"
+#include "whtlm/device_type.hpp"
 
 namespace whtlm::backend {
 
@@ -42,32 +42,27 @@ class Backend {
   virtual void release_caches() = 0;
 
   virtual void linear_forward(float* y, const float* x, const float* w, const float* b,
-                              std::size_t rows, std::size_t in, std::size_t out, bool w_in_out,
-                              bool accumulate) = 0;
+                              const LinearShape& s, Write y_write) = 0;
   virtual void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                               const float* w, std::size_t rows, std::size_t in, std::size_t out,
-                               bool w_in_out, bool dx_accumulate) = 0;
+                               const float* w, const LinearShape& s, Write dx_write) = 0;
   virtual void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
-                                 const float* b, std::size_t rows, std::size_t d, float eps) = 0;
+                                 const float* b, const NormShape& s, float eps) = 0;
   virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                                   const float* mean, const float* rstd, const float* w,
-                                  std::size_t rows, std::size_t d) = 0;
+                                  const NormShape& s) = 0;
   virtual void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w,
-                               std::size_t rows, std::size_t d, float eps) = 0;
+                               const NormShape& s, float eps) = 0;
   virtual void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x,
-                                const float* rstd, const float* w, std::size_t rows,
-                                std::size_t d) = 0;
+                                const float* rstd, const float* w, const NormShape& s) = 0;
   virtual void gelu_forward(float* y, const float* x, std::size_t n) = 0;
   virtual void gelu_backward(float* dx, const float* dy, const float* x, std::size_t n) = 0;
   virtual void swiglu_forward(float* y, const float* h, std::size_t rows, std::size_t ff) = 0;
   virtual void swiglu_backward(float* dh, const float* dy, const float* h, std::size_t rows,
                                std::size_t ff) = 0;
   virtual void rope_forward(float* qkv, const float* cos, const float* sin, std::size_t rows,
-                            std::size_t seq, std::size_t n_head, std::size_t n_kv,
-                            std::size_t hd) = 0;
+                            std::size_t seq, const HeadShape& heads) = 0;
   virtual void rope_backward(float* dqkv, const float* cos, const float* sin, std::size_t rows,
-                             std::size_t seq, std::size_t n_head, std::size_t n_kv,
-                             std::size_t hd) = 0;
+                             std::size_t seq, const HeadShape& heads) = 0;
   // Floats of scratch attention_forward/backward need at this shape (0 on CUDA).
   virtual std::size_t attention_scratch_floats(const AttentionShape& s) const = 0;
   virtual void attention_forward(float* out, float* lse, const float* qkv, const AttentionShape& s,
@@ -84,8 +79,7 @@ class Backend {
                                     const float* wpe, std::size_t rows,
                                     const std::int32_t* positions, std::size_t d) = 0;
   virtual void rope_forward_at(float* qkv, const float* cos, const float* sin, std::size_t rows,
-                               const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
-                               std::size_t hd) = 0;
+                               const std::int32_t* positions, const HeadShape& heads) = 0;
   virtual std::size_t attention_cached_scratch_floats(const CacheShape& s) const = 0;
   virtual void kv_cache_store(float* k_cache, float* v_cache, const float* qkv,
                               std::size_t qkv_stride, const CachedSegment* segments,

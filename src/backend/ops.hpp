@@ -19,33 +19,50 @@ template <class T>
 void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
           std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
 
-// Linear layer. x: [rows, in]; y: [rows, out]; b: [out] or nullptr.
-// w_in_out: w is [in, out] (y = x w + b); otherwise [out, in] (y = x w^T + b).
-// accumulate: y += x w + b (a projection writing into the residual stream).
+// Whether an op overwrites its output or adds into it ("+=" below).
+enum class Write { overwrite, accumulate };
+
+// How a linear layer's weight is stored: [in, out] (y = x w, GPT-2's Conv1D) or
+// [out, in] (y = x w^T, a Linear, as llama's projections are).
+enum class WeightLayout { in_out, out_in };
+
+// Linear layer. x: [rows, in]; y: [rows, out]; w: [in, out] or [out, in] by layout;
+// b: [out] or nullptr.
+struct LinearShape {
+  std::size_t rows = 0, in = 0, out = 0;
+  WeightLayout layout = WeightLayout::out_in;
+};
+// y = x w + b, or y += x w + b with Write::accumulate (a projection writing into the
+// residual stream).
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, const T* b, std::size_t rows, std::size_t in,
-                    std::size_t out, bool w_in_out, bool accumulate = false);
-// dx: [rows, in] (overwritten, or += when dx_accumulate); dw += x^T dy; db += sum dy.
+void linear_forward(T* y, const T* x, const T* w, const T* b, const LinearShape& s,
+                    Write y_write = Write::overwrite);
+// dx: [rows, in] (by dx_write; dx may be nullptr); dw += x^T dy; db += sum dy.
 template <class T>
-void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, std::size_t rows,
-                     std::size_t in, std::size_t out, bool w_in_out, bool dx_accumulate);
+void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const LinearShape& s,
+                     Write dx_write);
+
+// A normalization over the last axis: rows of d values.
+struct NormShape {
+  std::size_t rows = 0, d = 0;
+};
 
 // LayerNorm over d: y = (x - mean) * rstd * w + b. mean, rstd: [rows] (saved).
 template <class T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, std::size_t rows,
-                       std::size_t d, T eps);
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+                       const NormShape& s, T eps);
 // dx += ..., dw += ..., db += ...
 template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd,
-                        const T* w, std::size_t rows, std::size_t d);
+                        const T* w, const NormShape& s);
 
 // RMSNorm over d: y = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps).
 template <class T>
-void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, std::size_t rows, std::size_t d, T eps);
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, const NormShape& s, T eps);
 // dx += ..., dw += ...
 template <class T>
 void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* rstd, const T* w,
-                      std::size_t rows, std::size_t d);
+                      const NormShape& s);
 
 // GELU, tanh approximation, elementwise over n values. dx may alias dy.
 template <class T>
@@ -60,26 +77,32 @@ void swiglu_forward(T* y, const T* h, std::size_t rows, std::size_t ff);
 template <class T>
 void swiglu_backward(T* dh, const T* dy, const T* h, std::size_t rows, std::size_t ff);
 
+// The heads of a fused q|k|v activation row: n_head query heads, then n_kv key heads,
+// then n_kv value heads, hd values each.
+struct HeadShape {
+  std::size_t n_head = 0, n_kv = 0, hd = 0;
+  std::size_t width() const { return (n_head + 2 * n_kv) * hd; }  // the row's length
+};
+
 // Rotary position embedding (rotate-half convention) applied in place to the q and k
-// heads of a fused qkv activation [batch * seq, (n_head + 2 n_kv) * hd]; row r has
+// heads of a fused qkv activation [rows = batch * seq, heads.width()]; row r has
 // position r % seq. cos, sin: [seq, hd / 2] tables from rope_tables.
 template <class T>
 void rope_tables(T* cos, T* sin, std::size_t seq, std::size_t hd, double theta);
 template <class T>
 void rope_forward(T* qkv, const T* cos, const T* sin, std::size_t rows, std::size_t seq,
-                  std::size_t n_head, std::size_t n_kv, std::size_t hd);
+                  const HeadShape& heads);
 // The inverse rotation, applied in place to the q and k parts of dqkv.
 template <class T>
 void rope_backward(T* dqkv, const T* cos, const T* sin, std::size_t rows, std::size_t seq,
-                   std::size_t n_head, std::size_t n_kv, std::size_t hd);
+                   const HeadShape& heads);
 
 // The same rotation at explicit positions: row r has position positions[r] (inference,
 // where rows of different sequences and offsets are packed together). cos, sin cover
 // every position used.
 template <class T>
 void rope_forward_at(T* qkv, const T* cos, const T* sin, std::size_t rows,
-                     const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
-                     std::size_t hd);
+                     const std::int32_t* positions, const HeadShape& heads);
 
 // Causal multi-head attention with grouped-query heads, computed in blocks of query
 // rows so no seq x seq matrix is kept: the forward saves only the log-sum-exp of each
@@ -88,6 +111,7 @@ void rope_forward_at(T* qkv, const T* cos, const T* sin, std::size_t rows,
 //   lse: [batch, n_head, seq]. Query head h reads kv head h / (n_head / n_kv).
 struct AttentionShape {
   std::size_t batch = 0, seq = 0, n_head = 0, n_kv = 0, hd = 0;
+  HeadShape heads() const { return {n_head, n_kv, hd}; }
 };
 // Elements of scratch the attention needs (per call, all threads together).
 std::size_t attention_scratch_size(const AttentionShape& s);
@@ -109,6 +133,7 @@ struct CachedSegment {
 };
 struct CacheShape {
   std::size_t n_head = 0, n_kv = 0, hd = 0, max_len = 0;
+  HeadShape heads() const { return {n_head, n_kv, hd}; }
 };
 std::size_t attention_cached_scratch_size(const CacheShape& s);
 // Writes the k and v heads of packed qkv rows (row stride qkv_stride) into the caches

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "backend/backend.hpp"
-#include "backend/cpu/blas.hpp"
+#include "model/block.hpp"
 #include "model/memory.hpp"
 #include "model/projection.hpp"
 #include "whtlm/infer.hpp"
@@ -26,10 +26,10 @@ struct InferenceSession::Impl {
   ParamLayout layout;
   const float* P;  // on be's device
   std::unique_ptr<model::OutputProjection> proj;
+  std::unique_ptr<model::Stack> net;  // the layers, resolved from the layout
   int max_batch, max_len;
   std::size_t chunk;  // rows per pass
   std::size_t d, ff, V, qkvd, hd, fc_width;
-  bool gpt2;
   CacheShape cache_shape;
   std::size_t cache_layer;  // floats per layer of the K (or V) cache
   DeviceArray<float> k_cache, v_cache;
@@ -49,14 +49,14 @@ struct InferenceSession::Impl {
       throw std::invalid_argument("inference length " + std::to_string(len) +
                                   " outside 1..context = " + std::to_string(c.max_seq));
     if (chunk_rows < 1) throw std::invalid_argument("chunk rows must be at least 1");
-    gpt2 = c.family == Family::gpt2;
-    proj = model::make_output_projection(c.projection, c.d_model, c.has_bias(), gpt2);
+    proj = model::make_output_projection(c);
+    net = std::make_unique<model::Stack>(layout, *proj);
     d = c.d_model;
     ff = c.ff();
     V = c.vocab_size;
     qkvd = c.qkv_dim();
     hd = c.head_dim();
-    fc_width = gpt2 ? ff : 2 * ff;
+    fc_width = ff * static_cast<std::size_t>(net->traits.fc_width_factor);
     chunk = std::max<std::size_t>(
         std::size_t(batch),
         std::min<std::size_t>(std::size_t(chunk_rows), std::size_t(batch) * len));
@@ -88,16 +88,9 @@ struct InferenceSession::Impl {
     att_scratch = DeviceArray<float>(be, be.attention_cached_scratch_floats(cache_shape));
     device_ids = DeviceArray<std::int32_t>(be, 2 * chunk);
     logits = FloatBuffer(std::size_t(batch) * V);
-    if (!gpt2) rope = whtlm::backend::make_rope_tables(be, std::size_t(len), hd, c.rope_theta);
+    if (net->traits.rope)
+      rope = whtlm::backend::make_rope_tables(be, std::size_t(len), hd, c.rope_theta);
     lengths.assign(std::size_t(batch), 0);
-    whtlm::backend::cpu::flush_denormals();
-  }
-
-  void norm(float* y, const float* in, std::size_t w, std::size_t b, std::size_t n) {
-    if (gpt2)
-      be.layernorm_forward(y, stats.data(), stats.data() + n, in, P + w, P + b, n, d, c.norm_eps);
-    else
-      be.rmsnorm_forward(y, stats.data(), in, P + w, n, d, c.norm_eps);
   }
 
   // Runs n rows (tokens/positions filled, segments describing them) through the
@@ -107,32 +100,30 @@ struct InferenceSession::Impl {
     const std::int32_t* dev_positions = device_ids.data() + chunk;
     be.upload(device_ids.data(), tokens.data(), n * sizeof(std::int32_t));
     be.upload(device_ids.data() + chunk, positions.data(), n * sizeof(std::int32_t));
-    be.embedding_forward_at(x.data(), dev_tokens, P + layout.wte, gpt2 ? P + layout.wpe : nullptr,
-                            n, dev_positions, d);
-    for (int l = 0; l < c.n_layer; ++l) {
-      const BlockOffsets& w = layout.blocks[std::size_t(l)];
-      float* kc = k_cache.data() + std::size_t(l) * cache_layer;
-      float* vc = v_cache.data() + std::size_t(l) * cache_layer;
-      norm(h.data(), x.data(), w.norm1_w, w.norm1_b, n);
-      be.linear_forward(qkv.data(), h.data(), P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd,
-                        gpt2, false);
-      if (!gpt2)
-        be.rope_forward_at(qkv.data(), rope.cos.data(), rope.sin.data(), n, dev_positions,
-                           std::size_t(c.n_head), std::size_t(c.n_kv_head), hd);
-      // Keys and values of these rows into the cache at their positions.
-      be.kv_cache_store(kc, vc, qkv.data(), qkvd, segs.data(), segs.size(), cache_shape);
-      be.attention_cached(att.data(), qkv.data(), qkvd, kc, vc, segs.data(), segs.size(),
-                          cache_shape, att_scratch.data());
-      proj->forward(be, x.data(), att.data(), P + w.proj, n);  // x += P(att)
-      norm(h.data(), x.data(), w.norm2_w, w.norm2_b, n);
-      be.linear_forward(fc.data(), h.data(), P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d,
-                        fc_width, gpt2, false);
-      if (gpt2)
-        be.gelu_forward(act.data(), fc.data(), n * ff);
-      else
-        be.swiglu_forward(act.data(), fc.data(), n, ff);
-      be.linear_forward(x.data(), act.data(), P + w.down_w, gpt2 ? P + w.down_b : nullptr, n, ff, d,
-                        gpt2, true);  // x += act W_down (+ b)
+    be.embedding_forward_at(x.data(), dev_tokens, P + net->wte, net->wpe(P), n, dev_positions, d);
+    // One chunk's buffers serve every block; the residual stream is updated in place.
+    model::BlockActivations a;
+    a.x = a.mid = a.y = x.data();
+    a.h1 = a.h2 = h.data();
+    a.norm1 = a.norm2 = {stats.data(), stats.data() + n};
+    a.qkv = qkv.data();
+    a.att = att.data();
+    a.fc = fc.data();
+    a.hid = act.data();
+    for (std::size_t l = 0; l < net->blocks.size(); ++l) {
+      float* kc = k_cache.data() + l * cache_layer;
+      float* vc = v_cache.data() + l * cache_layer;
+      // Inference attends against the cache, after storing these rows' keys and values
+      // in it at their positions.
+      auto attend = [&](const model::BlockActivations& b) {
+        if (net->traits.rope)
+          be.rope_forward_at(b.qkv, rope.cos.data(), rope.sin.data(), n, dev_positions,
+                             cache_shape.heads());
+        be.kv_cache_store(kc, vc, b.qkv, qkvd, segs.data(), segs.size(), cache_shape);
+        be.attention_cached(b.att, b.qkv, qkvd, kc, vc, segs.data(), segs.size(), cache_shape,
+                            att_scratch.data());
+      };
+      net->blocks[l].forward(be, P, a, n, attend);
     }
   }
 
@@ -143,10 +134,9 @@ struct InferenceSession::Impl {
       const std::size_t n = std::min(chunk, rows.size() - first);
       for (std::size_t i = 0; i < n; ++i)
         be.copy(att.data() + i * d, x.data() + rows[first + i] * d, d * sizeof(float));
-      norm(h.data(), att.data(), layout.norm_f_w, layout.norm_f_b, n);
+      net->norm_f.forward(be, h.data(), {stats.data(), stats.data() + n}, att.data(), P, n);
       if (head_logits.size() < n * V) head_logits = DeviceArray<float>(be, n * V);
-      be.linear_forward(head_logits.data(), h.data(), P + layout.head, nullptr, n, d, V, false,
-                        false);
+      net->head.forward(be, head_logits.data(), h.data(), P, n);
       be.download(dst + first * V, head_logits.data(), n * V * sizeof(float));
     }
   }

@@ -47,7 +47,7 @@ ParamLayout::ParamLayout(const ModelConfig& config) : config_(config) {
   const ModelConfig& c = config_;
   const std::int64_t d = c.d_model, V = c.vocab_size, ff = c.ff(), hd = c.head_dim();
   const bool gpt2 = c.family == Family::gpt2;
-  const auto proj = model::make_output_projection(c.projection, c.d_model, c.has_bias(), gpt2);
+  const auto proj = model::make_output_projection(c);
   auto add_projection = [&](const std::string& prefix, int l) {
     bool first = true;
     std::size_t start = total_;
@@ -149,7 +149,7 @@ ModelCost model_cost(const ModelConfig& config, int seq) {
   const ModelConfig& c = layout.config();
   const double d = c.d_model, L = c.n_layer, ff = c.ff(), V = c.vocab_size, qkv = c.qkv_dim();
   const bool gpt2 = c.family == Family::gpt2;
-  const auto proj = model::make_output_projection(c.projection, c.d_model, c.has_bias(), gpt2);
+  const auto proj = model::make_output_projection(c);
 
   ModelCost cost;
   for (int i = 0; i < kNumComponents; ++i) {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
-#include "backend/cpu/blas.hpp"
+#include "model/block.hpp"
 #include "model/memory.hpp"
 #include "model/projection.hpp"
 
@@ -52,12 +52,38 @@ struct ArenaPlan {
   std::size_t d_resid = 0, d_x = 0, d_qkv = 0, d_fc = 0, d_act = 0, att_scratch = 0;
   std::size_t total = 0;
 
+  // Block l's activations (block.hpp names each); its output is block l + 1's input.
+  model::BlockActivations block(float* arena, std::size_t l) const {
+    float* st = arena + stats + l * stats_stride;  // mean1, rstd1, mean2, rstd2: [n] each
+    model::BlockActivations b;
+    b.x = residual(arena, l);
+    b.h1 = arena + norm1 + l * resid_stride;
+    b.norm1 = {st, st + n};
+    b.qkv = arena + qkv + l * qkv_stride;
+    b.att = arena + att + l * resid_stride;
+    b.lse = arena + lse + l * lse_stride;
+    b.mid = arena + resid_mid + l * resid_stride;
+    b.h2 = arena + norm2 + l * resid_stride;
+    b.norm2 = {st + 2 * n, st + 3 * n};
+    b.fc = arena + fc + l * fc_stride;
+    b.hid = arena + act + l * act_stride;
+    b.y = b.x + resid_stride;
+    return b;
+  }
+  // The residual stream entering block l (l = n_layer: the last block's output).
+  float* residual(float* arena, std::size_t l) const { return arena + resid + l * resid_stride; }
+  // The backward's scratch, shared by all blocks.
+  model::BlockGradients gradients(float* a) const {
+    return {a + d_resid, a + d_x, a + d_qkv, a + d_fc, a + d_act};
+  }
+
   // scratch: floats of attention scratch the backend needs at this shape.
   ArenaPlan(const ModelConfig& c, int batch, int seq,
             const std::function<std::size_t(const AttentionShape&)>& scratch) {
     n = static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq);
     const std::size_t d = c.d_model, L = c.n_layer, ff = c.ff(), V = c.vocab_size;
-    const std::size_t fc_width = c.family == Family::gpt2 ? ff : 2 * ff;
+    const std::size_t fc_width =
+        ff * std::size_t(model::FamilyTraits::of(c.family).fc_width_factor);
     auto take = [&](std::size_t floats) {
       const std::size_t at = total;
       total += (floats + 15) / 16 * 16;
@@ -139,6 +165,7 @@ struct Transformer::Impl {
   Backend& be;
   ParamLayout layout;
   std::unique_ptr<model::OutputProjection> proj;
+  model::Stack stack;  // the layers, resolved from the layout
   DeviceArray<float> params, grads;
   DeviceArray<float> arena;
   whtlm::backend::RopeTables rope;   // llama only
@@ -171,12 +198,12 @@ struct Transformer::Impl {
   Impl(const ModelConfig& c, Device device, Precision precision)
       : be(whtlm::backend::get(device, precision)),
         layout(c),
-        proj(model::make_output_projection(c.projection, c.d_model, c.has_bias(),
-                                           c.family == Family::gpt2)),
+        proj(model::make_output_projection(c)),
+        stack(layout, *proj),
         params(be, checked(layout, be).total_floats()),
         plan(make_plan(0, 0)) {
     if (!on_host()) host_params = FloatBuffer(layout.total_floats());
-    if (c.family == Family::llama)
+    if (stack.traits.rope)
       rope = whtlm::backend::make_rope_tables(be, static_cast<std::size_t>(c.max_seq),
                                               static_cast<std::size_t>(c.head_dim()), c.rope_theta);
   }
@@ -195,9 +222,7 @@ struct Transformer::Impl {
 };
 
 Transformer::Transformer(const ModelConfig& config, Device device, Precision precision)
-    : impl_(std::make_unique<Impl>(config, device, precision)) {
-  whtlm::backend::cpu::flush_denormals();
-}
+    : impl_(std::make_unique<Impl>(config, device, precision)) {}
 Transformer::~Transformer() = default;
 
 const ModelConfig& Transformer::config() const { return impl_->layout.config(); }
@@ -341,10 +366,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   const ModelConfig& c = config();
   reserve(batch, seq);
   const ArenaPlan& a = m.plan;
-  const std::size_t n = a.n, d = c.d_model, ff = c.ff(), V = c.vocab_size;
-  const std::size_t qkvd = c.qkv_dim(), hd = c.head_dim();
-  const bool gpt2 = c.family == Family::gpt2;
-  const std::size_t fc_width = gpt2 ? ff : 2 * ff;
+  const model::Stack& net = m.stack;
+  const std::size_t n = a.n, V = c.vocab_size;
   for (std::size_t i = 0; i < n; ++i) {
     if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= V)
       throw std::out_of_range("token " + std::to_string(tokens[i]) + " at position " +
@@ -364,65 +387,27 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   targets = targets != nullptr ? m.tokens.data() + n : nullptr;
   float* act = m.arena.data();
   const float* P = m.params.data();
-  const ParamLayout& lay = m.layout;
   const AttentionShape shape{static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
                              static_cast<std::size_t>(c.n_head),
-                             static_cast<std::size_t>(c.n_kv_head), hd};
-  const float eps = c.norm_eps;
+                             static_cast<std::size_t>(c.n_kv_head),
+                             static_cast<std::size_t>(c.head_dim())};
+  // Training attends within each sequence and keeps the log-sum-exp for the backward.
+  auto attend = [&](const model::BlockActivations& b) {
+    if (net.traits.rope)
+      be.rope_forward(b.qkv, m.rope.cos.data(), m.rope.sin.data(), n, shape.seq, shape.heads());
+    be.attention_forward(b.att, b.lse, b.qkv, shape, act + a.att_scratch);
+  };
 
   // x = wte[tokens] (+ wpe[positions])
-  be.embedding_forward(act + a.resid, tokens, P + lay.wte, gpt2 ? P + lay.wpe : nullptr, n,
-                       static_cast<std::size_t>(seq), d);
-  for (int l = 0; l < c.n_layer; ++l) {
-    const BlockOffsets& w = lay.blocks[static_cast<std::size_t>(l)];
-    const std::size_t L = static_cast<std::size_t>(l);
-    float* x = act + a.resid + L * a.resid_stride;        // block input [n, d]
-    float* h1 = act + a.norm1 + L * a.resid_stride;       // norm1(x)
-    float* st = act + a.stats + L * a.stats_stride;       // mean1, rstd1, mean2, rstd2
-    float* qkv = act + a.qkv + L * a.qkv_stride;          // [n, qkv_dim]
-    float* att = act + a.att + L * a.resid_stride;        // attention output [n, d]
-    float* lse = act + a.lse + L * a.lse_stride;          // [batch, n_head, seq]
-    float* mid = act + a.resid_mid + L * a.resid_stride;  // x + proj(att)
-    float* h2 = act + a.norm2 + L * a.resid_stride;       // norm2(mid)
-    float* fc = act + a.fc + L * a.fc_stride;             // [n, ff or 2 ff]
-    float* hid = act + a.act + L * a.act_stride;          // activation(fc) [n, ff]
-    float* y = x + a.resid_stride;                        // block output = next input
-
-    if (gpt2)
-      be.layernorm_forward(h1, st, st + n, x, P + w.norm1_w, P + w.norm1_b, n, d, eps);
-    else
-      be.rmsnorm_forward(h1, st + n, x, P + w.norm1_w, n, d, eps);
-    be.linear_forward(qkv, h1, P + w.qkv_w, gpt2 ? P + w.qkv_b : nullptr, n, d, qkvd, gpt2, false);
-    if (!gpt2)
-      be.rope_forward(qkv, m.rope.cos.data(), m.rope.sin.data(), n, static_cast<std::size_t>(seq),
-                      shape.n_head, shape.n_kv, hd);
-    be.attention_forward(att, lse, qkv, shape, act + a.att_scratch);
-    be.copy(mid, x, n * d * sizeof(float));
-    m.proj->forward(be, mid, att, P + w.proj, n);
-
-    if (gpt2)
-      be.layernorm_forward(h2, st + 2 * n, st + 3 * n, mid, P + w.norm2_w, P + w.norm2_b, n, d,
-                           eps);
-    else
-      be.rmsnorm_forward(h2, st + 3 * n, mid, P + w.norm2_w, n, d, eps);
-    be.linear_forward(fc, h2, P + w.fc_w, gpt2 ? P + w.fc_b : nullptr, n, d, fc_width, gpt2, false);
-    if (gpt2)
-      be.gelu_forward(hid, fc, n * ff);
-    else
-      be.swiglu_forward(hid, fc, n, ff);
-    be.copy(y, mid, n * d * sizeof(float));
-    // y += hid W_down (+ b): accumulate onto the residual copy.
-    be.linear_forward(y, hid, P + w.down_w, gpt2 ? P + w.down_b : nullptr, n, ff, d, gpt2, true);
-  }
-  const float* xf = act + a.resid + static_cast<std::size_t>(c.n_layer) * a.resid_stride;
-  float* hf = act + a.norm_f;
+  be.embedding_forward(act + a.resid, tokens, P + net.wte, net.wpe(P), n,
+                       static_cast<std::size_t>(seq), static_cast<std::size_t>(c.d_model));
+  for (std::size_t l = 0; l < net.blocks.size(); ++l)
+    net.blocks[l].forward(be, P, a.block(act, l), n, attend);
+  const float* xf = a.residual(act, net.blocks.size());  // the last block's output
   float* stf = act + a.norm_f_stats;
-  if (gpt2)
-    be.layernorm_forward(hf, stf, stf + n, xf, P + lay.norm_f_w, P + lay.norm_f_b, n, d, eps);
-  else
-    be.rmsnorm_forward(hf, stf + n, xf, P + lay.norm_f_w, n, d, eps);
+  net.norm_f.forward(be, act + a.norm_f, {stf, stf + n}, xf, P, n);
   float* logits = act + a.logits;
-  be.linear_forward(logits, hf, P + lay.head, nullptr, n, d, V, false, false);
+  net.head.forward(be, logits, act + a.norm_f, P, n);
   m.logits_valid = true;
   m.can_backward = targets != nullptr;
   if (targets == nullptr) return 0.0;
@@ -440,88 +425,38 @@ void Transformer::backward(float loss_scale) {
   if (!m.can_backward) throw std::logic_error("backward: needs a forward pass with targets first");
   const ModelConfig& c = config();
   const ArenaPlan& a = m.plan;
-  const std::size_t n = a.n, d = c.d_model, ff = c.ff(), V = c.vocab_size;
-  const std::size_t qkvd = c.qkv_dim(), hd = c.head_dim();
-  const bool gpt2 = c.family == Family::gpt2;
-  const std::size_t fc_width = gpt2 ? ff : 2 * ff;
+  const model::Stack& net = m.stack;
+  const std::size_t n = a.n, V = c.vocab_size;
   const std::size_t seq = static_cast<std::size_t>(m.seq);
   Backend& be = m.be;
   float* act = m.arena.data();
   const float* P = m.params.data();
   float* G = device_grads();
   const std::int32_t* targets = m.tokens.data() + n;
-  const ParamLayout& lay = m.layout;
-  const AttentionShape shape{static_cast<std::size_t>(m.batch), seq,
-                             static_cast<std::size_t>(c.n_head),
-                             static_cast<std::size_t>(c.n_kv_head), hd};
-  float* dres = act + a.d_resid;  // gradient flowing along the residual stream
-  float* dx = act + a.d_x;        // gradient at a norm's output / the attention output
-  float* dqkv = act + a.d_qkv;
-  float* dfc = act + a.d_fc;
-  float* dhid = act + a.d_act;
+  const AttentionShape shape{
+      static_cast<std::size_t>(m.batch), seq, static_cast<std::size_t>(c.n_head),
+      static_cast<std::size_t>(c.n_kv_head), static_cast<std::size_t>(c.head_dim())};
+  const model::BlockGradients g = a.gradients(act);
+  auto attend_backward = [&](float* dqkv, const float* datt, const model::BlockActivations& b) {
+    be.attention_backward(dqkv, datt, b.qkv, b.att, b.lse, shape, act + a.att_scratch);
+    if (net.traits.rope)
+      be.rope_backward(dqkv, m.rope.cos.data(), m.rope.sin.data(), n, seq, shape.heads());
+  };
 
   // logits -> d logits in place; then the head and the final norm.
   float* logits = act + a.logits;
   be.cross_entropy_backward(logits, act + a.losses + n, targets, n, V,
                             loss_scale / static_cast<float>(n));
   m.logits_valid = m.can_backward = false;
-  const float* hf = act + a.norm_f;
-  const float* stf = act + a.norm_f_stats;
-  be.linear_backward(dx, G + lay.head, static_cast<float*>(nullptr), logits, hf, P + lay.head, n, d,
-                     V, false, false);
-  be.zero(dres, n * d * sizeof(float));
-  const float* xf = act + a.resid + static_cast<std::size_t>(c.n_layer) * a.resid_stride;
-  if (gpt2)
-    be.layernorm_backward(dres, G + lay.norm_f_w, G + lay.norm_f_b, dx, xf, stf, stf + n,
-                          P + lay.norm_f_w, n, d);
-  else
-    be.rmsnorm_backward(dres, G + lay.norm_f_w, dx, xf, stf + n, P + lay.norm_f_w, n, d);
-
-  for (int l = c.n_layer - 1; l >= 0; --l) {
-    const BlockOffsets& w = lay.blocks[static_cast<std::size_t>(l)];
-    const std::size_t L = static_cast<std::size_t>(l);
-    const float* x = act + a.resid + L * a.resid_stride;
-    const float* h1 = act + a.norm1 + L * a.resid_stride;
-    const float* st = act + a.stats + L * a.stats_stride;
-    const float* qkv = act + a.qkv + L * a.qkv_stride;
-    const float* att = act + a.att + L * a.resid_stride;
-    const float* lse = act + a.lse + L * a.lse_stride;
-    const float* mid = act + a.resid_mid + L * a.resid_stride;
-    const float* h2 = act + a.norm2 + L * a.resid_stride;
-    const float* fc = act + a.fc + L * a.fc_stride;
-    const float* hid = act + a.act + L * a.act_stride;
-
-    // MLP: y = mid + down(act(fc(norm2(mid)))); dres holds d y.
-    be.linear_backward(dhid, G + w.down_w, gpt2 ? G + w.down_b : nullptr, dres, hid, P + w.down_w,
-                       n, ff, d, gpt2, false);
-    if (gpt2)
-      be.gelu_backward(dfc, dhid, fc, n * ff);
-    else
-      be.swiglu_backward(dfc, dhid, fc, n, ff);
-    be.linear_backward(dx, G + w.fc_w, gpt2 ? G + w.fc_b : nullptr, dfc, h2, P + w.fc_w, n, d,
-                       fc_width, gpt2, false);
-    if (gpt2)
-      be.layernorm_backward(dres, G + w.norm2_w, G + w.norm2_b, dx, mid, st + 2 * n, st + 3 * n,
-                            P + w.norm2_w, n, d);
-    else
-      be.rmsnorm_backward(dres, G + w.norm2_w, dx, mid, st + 3 * n, P + w.norm2_w, n, d);
-
-    // Attention: mid = x + proj(attention(qkv(norm1(x)))); dres holds d mid.
-    m.proj->backward(be, dx, G + w.proj, dres, att, P + w.proj, n);
-    be.attention_backward(dqkv, dx, qkv, att, lse, shape, act + a.att_scratch);
-    if (!gpt2)
-      be.rope_backward(dqkv, m.rope.cos.data(), m.rope.sin.data(), n, seq, shape.n_head, shape.n_kv,
-                       hd);
-    be.linear_backward(dx, G + w.qkv_w, gpt2 ? G + w.qkv_b : nullptr, dqkv, h1, P + w.qkv_w, n, d,
-                       qkvd, gpt2, false);
-    if (gpt2)
-      be.layernorm_backward(dres, G + w.norm1_w, G + w.norm1_b, dx, x, st, st + n, P + w.norm1_w, n,
-                            d);
-    else
-      be.rmsnorm_backward(dres, G + w.norm1_w, dx, x, st + n, P + w.norm1_w, n, d);
-  }
-  be.embedding_backward(G + lay.wte, gpt2 ? G + lay.wpe : nullptr, dres, m.tokens.data(), n, seq,
-                        d);
+  float* stf = act + a.norm_f_stats;
+  net.head.backward(be, g.dx, G, logits, act + a.norm_f, P, n);
+  be.zero(g.dres, n * static_cast<std::size_t>(c.d_model) * sizeof(float));
+  const float* xf = a.residual(act, net.blocks.size());
+  net.norm_f.backward(be, g.dres, G, g.dx, xf, {stf, stf + n}, P, n);
+  for (std::size_t l = net.blocks.size(); l-- > 0;)
+    net.blocks[l].backward(be, P, G, a.block(act, l), g, n, attend_backward);
+  be.embedding_backward(G + net.wte, net.wpe(G), g.dres, m.tokens.data(), n, seq,
+                        static_cast<std::size_t>(c.d_model));
 }
 
 }  // namespace whtlm

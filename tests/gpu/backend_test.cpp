@@ -359,6 +359,14 @@ const LinearCase kLinearCases[] = {{1, 1, 1},        {3, 5, 7},        {67, 33, 
                                    {130, 768, 2304}, {64, 1024, 4096}, {67, 3072, 768},
                                    {17, 64, 50304}};
 
+// The op shapes' enums from the loops' bools.
+backend::WeightLayout layout_of(bool w_in_out) {
+  return w_in_out ? backend::WeightLayout::in_out : backend::WeightLayout::out_in;
+}
+backend::Write write_of(bool accumulate) {
+  return accumulate ? backend::Write::accumulate : backend::Write::overwrite;
+}
+
 TEST_F(CudaBackend, LinearForward) {
   for (const LinearCase& c : kLinearCases) {
     const Vec x = normal(c.rows * c.in), w = normal(c.in * c.out, 0.1f), b = normal(c.out);
@@ -372,11 +380,11 @@ TEST_F(CudaBackend, LinearForward) {
                                    (bias ? " bias" : "") + (acc ? " accumulate" : "");
           SCOPED_TRACE(what);
           Vec want = acc ? y0 : Vec(c.rows * c.out, 0.0f);
-          cpu_->linear_forward(want.data(), x.data(), w.data(), bias ? b.data() : nullptr, c.rows,
-                               c.in, c.out, w_in_out, acc);
+          cpu_->linear_forward(want.data(), x.data(), w.data(), bias ? b.data() : nullptr,
+                               {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
           DeviceArray<float> dy = acc ? up(y0) : poisoned(c.rows * c.out);
-          gpu_->linear_forward(dy.data(), dx.data(), dw.data(), bias ? db.data() : nullptr, c.rows,
-                               c.in, c.out, w_in_out, acc);
+          gpu_->linear_forward(dy.data(), dx.data(), dw.data(), bias ? db.data() : nullptr,
+                               {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
           EXPECT_TRUE(matches(down(dy), want, kFp32, what));
         }
   }
@@ -400,13 +408,13 @@ TEST_F(CudaBackend, LinearBackward) {
           SCOPED_TRACE(what);
           Vec dx = mode == 1 ? dx0 : Vec(c.rows * c.in, 0.0f), dw = dw0, db = db0;
           cpu_->linear_backward(mode == 2 ? nullptr : dx.data(), dw.data(),
-                                bias ? db.data() : nullptr, dy.data(), x.data(), w.data(), c.rows,
-                                c.in, c.out, w_in_out, mode == 1);
+                                bias ? db.data() : nullptr, dy.data(), x.data(), w.data(),
+                                {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(mode == 1));
           DeviceArray<float> gdx = mode == 1 ? up(dx0) : poisoned(c.rows * c.in);
           DeviceArray<float> gdw = up(dw0), gdb = up(db0);
           gpu_->linear_backward(mode == 2 ? nullptr : gdx.data(), gdw.data(),
                                 bias ? gdb.data() : nullptr, gdy.data(), gx.data(), gw.data(),
-                                c.rows, c.in, c.out, w_in_out, mode == 1);
+                                {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(mode == 1));
           if (mode != 2) {
             EXPECT_TRUE(matches(down(gdx), dx, kFp32, what + " dx"));
           }
@@ -443,13 +451,13 @@ TEST_F(CudaBackend, Bf16BackendLinearForwardAndBackward) {
                                  (acc ? " accumulate" : "");
         SCOPED_TRACE(what);
         Vec want_r = acc ? y0 : Vec(y0.size(), 0.0f), want = want_r;
-        cpu_->linear_forward(want_r.data(), xr.data(), wr.data(), b.data(), c.rows, c.in, c.out,
-                             w_in_out, acc);
-        cpu_->linear_forward(want.data(), x.data(), w.data(), b.data(), c.rows, c.in, c.out,
-                             w_in_out, acc);
+        cpu_->linear_forward(want_r.data(), xr.data(), wr.data(), b.data(),
+                             {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
+        cpu_->linear_forward(want.data(), x.data(), w.data(), b.data(),
+                             {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
         DeviceArray<float> gy = acc ? up(y0) : poisoned(y0.size());
-        bf.linear_forward(gy.data(), gx.data(), gw.data(), gb.data(), c.rows, c.in, c.out, w_in_out,
-                          acc);
+        bf.linear_forward(gy.data(), gx.data(), gw.data(), gb.data(),
+                          {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
         const Vec got = down(gy);
         EXPECT_TRUE(matches(got, want_r, kLongSum, what + " y vs rounded operands"));
         EXPECT_TRUE(matches(got, want, kBf16, what + " y vs fp32"));
@@ -458,13 +466,13 @@ TEST_F(CudaBackend, Bf16BackendLinearForwardAndBackward) {
         Vec dx_r = acc ? dx0 : Vec(dx0.size(), 0.0f), dw_r = dw0, db_r = db0;
         Vec dx = dx_r, dw = dw0, db = db0;
         cpu_->linear_backward(dx_r.data(), dw_r.data(), db_r.data(), dyr.data(), xr.data(),
-                              wr.data(), c.rows, c.in, c.out, w_in_out, acc);
+                              wr.data(), {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
         cpu_->linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(),
-                              c.rows, c.in, c.out, w_in_out, acc);
+                              {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
         DeviceArray<float> gdx = acc ? up(dx0) : poisoned(dx0.size());
         DeviceArray<float> gdw = up(dw0), gdb = up(db0);
         bf.linear_backward(gdx.data(), gdw.data(), gdb.data(), gdy.data(), gx.data(), gw.data(),
-                           c.rows, c.in, c.out, w_in_out, acc);
+                           {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(acc));
         const Vec got_dx = down(gdx), got_dw = down(gdw), got_db = down(gdb);
         EXPECT_TRUE(matches(got_dx, dx_r, kLongSum, what + " dx vs rounded operands"));
         EXPECT_TRUE(matches(got_dx, dx, kBf16, what + " dx vs fp32"));
@@ -486,10 +494,10 @@ TEST_F(CudaBackend, LinearBf16Kernels) {
     const Vec xr = rounded(x), wr = rounded(w), dyr = rounded(dy);
     const bool w_in_out = c.rows % 2 == 1;  // both layouts over the cases
     Vec y(c.rows * c.out), dx(c.rows * c.in), dw = dw0, db = db0;
-    cpu_->linear_forward(y.data(), xr.data(), wr.data(), b.data(), c.rows, c.in, c.out, w_in_out,
-                         false);
-    cpu_->linear_backward(dx.data(), dw.data(), db.data(), dyr.data(), xr.data(), wr.data(), c.rows,
-                          c.in, c.out, w_in_out, false);
+    cpu_->linear_forward(y.data(), xr.data(), wr.data(), b.data(),
+                         {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(false));
+    cpu_->linear_backward(dx.data(), dw.data(), db.data(), dyr.data(), xr.data(), wr.data(),
+                          {c.rows, c.in, c.out, layout_of(w_in_out)}, write_of(false));
     const std::size_t scratch_n = backend::cuda::linear_bf16_scratch(c.rows, c.in, c.out);
     DeviceArray<std::uint16_t> scratch(*gpu_, scratch_n);
     DeviceArray<float> gx = up(x), gw = up(w), gb = up(b), gdy = up(dy);
@@ -541,11 +549,11 @@ TEST_F(CudaBackend, LayerNormForwardAndBackward) {
     const Vec w = normal(c.d, 0.3f, 1.0f), b = normal(c.d, 0.3f);
     Vec y(c.rows * c.d), mean(c.rows), rstd(c.rows);
     cpu_->layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(),
-                            c.rows, c.d, eps);
+                            {c.rows, c.d}, eps);
     DeviceArray<float> gx = up(x), gw = up(w), gb = up(b);
     DeviceArray<float> gy = poisoned(y.size()), gmean = poisoned(c.rows), grstd = poisoned(c.rows);
     gpu_->layernorm_forward(gy.data(), gmean.data(), grstd.data(), gx.data(), gw.data(), gb.data(),
-                            c.rows, c.d, eps);
+                            {c.rows, c.d}, eps);
     EXPECT_TRUE(matches(down(gy), y, kFp32, what + " y"));
     EXPECT_TRUE(matches(down(gmean), mean, kFp32, what + " mean"));
     EXPECT_TRUE(matches(down(grstd), rstd, kFp32, what + " rstd"));
@@ -555,11 +563,11 @@ TEST_F(CudaBackend, LayerNormForwardAndBackward) {
     const Vec dx0 = normal(c.rows * c.d), dw0 = normal(c.d), db0 = normal(c.d);
     Vec dx = dx0, dw = dw0, db = db0;
     cpu_->layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), mean.data(),
-                             rstd.data(), w.data(), c.rows, c.d);
+                             rstd.data(), w.data(), {c.rows, c.d});
     DeviceArray<float> gdy = up(dy), gdx = up(dx0), gdw = up(dw0), gdb = up(db0);
     DeviceArray<float> cmean = up(mean), crstd = up(rstd);
     gpu_->layernorm_backward(gdx.data(), gdw.data(), gdb.data(), gdy.data(), gx.data(),
-                             cmean.data(), crstd.data(), gw.data(), c.rows, c.d);
+                             cmean.data(), crstd.data(), gw.data(), {c.rows, c.d});
     EXPECT_TRUE(matches(down(gdx), dx, kFp32, what + " dx"));
     EXPECT_TRUE(matches(down(gdw), dw, kFp32, what + " dw"));
     EXPECT_TRUE(matches(down(gdb), db, kFp32, what + " db"));
@@ -573,20 +581,20 @@ TEST_F(CudaBackend, RmsNormForwardAndBackward) {
     SCOPED_TRACE(what);
     const Vec x = normal(c.rows * c.d, 2.0f, 0.5f), w = normal(c.d, 0.3f, 1.0f);
     Vec y(c.rows * c.d), rstd(c.rows);
-    cpu_->rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), c.rows, c.d, eps);
+    cpu_->rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), {c.rows, c.d}, eps);
     DeviceArray<float> gx = up(x), gw = up(w);
     DeviceArray<float> gy = poisoned(y.size()), grstd = poisoned(c.rows);
-    gpu_->rmsnorm_forward(gy.data(), grstd.data(), gx.data(), gw.data(), c.rows, c.d, eps);
+    gpu_->rmsnorm_forward(gy.data(), grstd.data(), gx.data(), gw.data(), {c.rows, c.d}, eps);
     EXPECT_TRUE(matches(down(gy), y, kFp32, what + " y"));
     EXPECT_TRUE(matches(down(grstd), rstd, kFp32, what + " rstd"));
 
     const Vec dy = normal(c.rows * c.d), dx0 = normal(c.rows * c.d), dw0 = normal(c.d);
     Vec dx = dx0, dw = dw0;
-    cpu_->rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), rstd.data(), w.data(), c.rows,
-                           c.d);
+    cpu_->rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), rstd.data(), w.data(),
+                           {c.rows, c.d});
     DeviceArray<float> gdy = up(dy), gdx = up(dx0), gdw = up(dw0), crstd = up(rstd);
     gpu_->rmsnorm_backward(gdx.data(), gdw.data(), gdy.data(), gx.data(), crstd.data(), gw.data(),
-                           c.rows, c.d);
+                           {c.rows, c.d});
     EXPECT_TRUE(matches(down(gdx), dx, kFp32, what + " dx"));
     EXPECT_TRUE(matches(down(gdw), dw, kFp32, what + " dw"));
   }
@@ -662,15 +670,16 @@ TEST_F(CudaBackend, RopeForwardAndBackward) {
     DeviceArray<float> gcos = up(cos), gsin = up(sin);
 
     Vec want = qkv;
-    cpu_->rope_forward(want.data(), cos.data(), sin.data(), rows, c.seq, c.n_head, c.n_kv, c.hd);
+    cpu_->rope_forward(want.data(), cos.data(), sin.data(), rows, c.seq, {c.n_head, c.n_kv, c.hd});
     DeviceArray<float> g = up(qkv);
-    gpu_->rope_forward(g.data(), gcos.data(), gsin.data(), rows, c.seq, c.n_head, c.n_kv, c.hd);
+    gpu_->rope_forward(g.data(), gcos.data(), gsin.data(), rows, c.seq, {c.n_head, c.n_kv, c.hd});
     EXPECT_TRUE(matches(down(g), want, kFp32, what + " forward"));
 
     Vec want_b = qkv;
-    cpu_->rope_backward(want_b.data(), cos.data(), sin.data(), rows, c.seq, c.n_head, c.n_kv, c.hd);
+    cpu_->rope_backward(want_b.data(), cos.data(), sin.data(), rows, c.seq,
+                        {c.n_head, c.n_kv, c.hd});
     DeviceArray<float> gb = up(qkv);
-    gpu_->rope_backward(gb.data(), gcos.data(), gsin.data(), rows, c.seq, c.n_head, c.n_kv, c.hd);
+    gpu_->rope_backward(gb.data(), gcos.data(), gsin.data(), rows, c.seq, {c.n_head, c.n_kv, c.hd});
     EXPECT_TRUE(matches(down(gb), want_b, kFp32, what + " backward"));
   }
 }
@@ -686,12 +695,12 @@ TEST_F(CudaBackend, RopeForwardAtPositions) {
     const Ids pos = uniform_ids(rows, max_pos);
     const Vec qkv = normal(rows * width);
     Vec want = qkv;
-    cpu_->rope_forward_at(want.data(), cos.data(), sin.data(), rows, pos.data(), c.n_head, c.n_kv,
-                          c.hd);
+    cpu_->rope_forward_at(want.data(), cos.data(), sin.data(), rows, pos.data(),
+                          {c.n_head, c.n_kv, c.hd});
     DeviceArray<float> g = up(qkv), gcos = up(cos), gsin = up(sin);
     DeviceArray<std::int32_t> gpos = up(pos);
-    gpu_->rope_forward_at(g.data(), gcos.data(), gsin.data(), rows, gpos.data(), c.n_head, c.n_kv,
-                          c.hd);
+    gpu_->rope_forward_at(g.data(), gcos.data(), gsin.data(), rows, gpos.data(),
+                          {c.n_head, c.n_kv, c.hd});
     EXPECT_TRUE(matches(down(g), want, kFp32, what));
     // The kernel's own entry point.
     DeviceArray<float> g2 = up(qkv);

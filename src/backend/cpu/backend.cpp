@@ -11,8 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/blas.hpp"
-#include "backend/cpu/parallel.hpp"
+#include "base/parallel.hpp"
 #include "whtlm/hadamard.hpp"
 #include "whtlm/io.hpp"
 #include "whtlm/threads.hpp"
@@ -25,6 +24,9 @@ constexpr std::size_t kHeader = 64;
 
 class CpuBackend final : public Backend {
  public:
+  // Subnormals are flushed on every thread that runs our kernels, from the start: the
+  // backend's floating-point mode is its own business, not its callers'.
+  CpuBackend() { flush_denormals(); }
   Device device() const override { return Device::cpu; }
   std::string description() const override {
     return std::string("cpu (") + isa_name(detected_isa()) + ", " + std::to_string(num_threads()) +
@@ -78,31 +80,30 @@ class CpuBackend final : public Backend {
   void reset_peak() override { peak_ = held_.load(); }
   void release_caches() override {}
 
-  void linear_forward(float* y, const float* x, const float* w, const float* b, std::size_t rows,
-                      std::size_t in, std::size_t out, bool w_in_out, bool accumulate) override {
-    backend::linear_forward(y, x, w, b, rows, in, out, w_in_out, accumulate);
+  void linear_forward(float* y, const float* x, const float* w, const float* b,
+                      const LinearShape& s, Write y_write) override {
+    backend::linear_forward(y, x, w, b, s, y_write);
   }
   void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                       const float* w, std::size_t rows, std::size_t in, std::size_t out,
-                       bool w_in_out, bool dx_accumulate) override {
-    backend::linear_backward(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate);
+                       const float* w, const LinearShape& s, Write dx_write) override {
+    backend::linear_backward(dx, dw, db, dy, x, w, s, dx_write);
   }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
-                         const float* b, std::size_t rows, std::size_t d, float eps) override {
-    backend::layernorm_forward(y, mean, rstd, x, w, b, rows, d, eps);
+                         const float* b, const NormShape& s, float eps) override {
+    backend::layernorm_forward(y, mean, rstd, x, w, b, s, eps);
   }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                          const float* mean, const float* rstd, const float* w, std::size_t rows,
-                          std::size_t d) override {
-    backend::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, rows, d);
+                          const float* mean, const float* rstd, const float* w,
+                          const NormShape& s) override {
+    backend::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, s);
   }
-  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, std::size_t rows,
-                       std::size_t d, float eps) override {
-    backend::rmsnorm_forward(y, rstd, x, w, rows, d, eps);
+  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, const NormShape& s,
+                       float eps) override {
+    backend::rmsnorm_forward(y, rstd, x, w, s, eps);
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd,
-                        const float* w, std::size_t rows, std::size_t d) override {
-    backend::rmsnorm_backward(dx, dw, dy, x, rstd, w, rows, d);
+                        const float* w, const NormShape& s) override {
+    backend::rmsnorm_backward(dx, dw, dy, x, rstd, w, s);
   }
   void gelu_forward(float* y, const float* x, std::size_t n) override {
     backend::gelu_forward(y, x, n);
@@ -118,14 +119,12 @@ class CpuBackend final : public Backend {
     backend::swiglu_backward(dh, dy, h, rows, ff);
   }
   void rope_forward(float* qkv, const float* cos, const float* sin, std::size_t rows,
-                    std::size_t seq, std::size_t n_head, std::size_t n_kv,
-                    std::size_t hd) override {
-    backend::rope_forward(qkv, cos, sin, rows, seq, n_head, n_kv, hd);
+                    std::size_t seq, const HeadShape& heads) override {
+    backend::rope_forward(qkv, cos, sin, rows, seq, heads);
   }
   void rope_backward(float* dqkv, const float* cos, const float* sin, std::size_t rows,
-                     std::size_t seq, std::size_t n_head, std::size_t n_kv,
-                     std::size_t hd) override {
-    backend::rope_backward(dqkv, cos, sin, rows, seq, n_head, n_kv, hd);
+                     std::size_t seq, const HeadShape& heads) override {
+    backend::rope_backward(dqkv, cos, sin, rows, seq, heads);
   }
   std::size_t attention_scratch_floats(const AttentionShape& s) const override {
     return attention_scratch_size(s);
@@ -148,9 +147,8 @@ class CpuBackend final : public Backend {
     backend::embedding_forward_at(x, tokens, wte, wpe, rows, positions, d);
   }
   void rope_forward_at(float* qkv, const float* cos, const float* sin, std::size_t rows,
-                       const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
-                       std::size_t hd) override {
-    backend::rope_forward_at(qkv, cos, sin, rows, positions, n_head, n_kv, hd);
+                       const std::int32_t* positions, const HeadShape& heads) override {
+    backend::rope_forward_at(qkv, cos, sin, rows, positions, heads);
   }
   std::size_t attention_cached_scratch_floats(const CacheShape& s) const override {
     return attention_cached_scratch_size(s);

@@ -4,8 +4,8 @@
 #include <cstring>
 #include <vector>
 
-#include "backend/cpu/parallel.hpp"
 #include "backend/ops.hpp"
+#include "base/parallel.hpp"
 
 namespace whtlm::backend {
 namespace {
@@ -27,7 +27,7 @@ constexpr std::size_t kGemvMaxRows = 4;
 void small_m_bt(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
                 std::size_t ldc) {
-  cpu::parallel_ranges(n, n * k, [&](std::size_t j0, std::size_t nj) {
+  parallel_ranges(n, n * k, [&](std::size_t j0, std::size_t nj) {
     for (std::size_t j = j0; j < j0 + nj; ++j) {
       const float* bj = b + j * ldb;
       float acc[kGemvMaxRows] = {0, 0, 0, 0};
@@ -96,7 +96,7 @@ template <class T>
 void column_sum(T* out, const T* x, std::size_t rows, std::size_t cols) {
   // Each thread owns a range of columns and sums its rows in order: the result does
   // not depend on the thread count.
-  cpu::parallel_ranges(cols, rows * cols, [&](std::size_t c0, std::size_t nc) {
+  parallel_ranges(cols, rows * cols, [&](std::size_t c0, std::size_t nc) {
     for (std::size_t r = 0; r < rows; ++r) {
       const T* row = x + r * cols + c0;
       T* o = out + c0;
@@ -108,17 +108,18 @@ void column_sum(T* out, const T* x, std::size_t rows, std::size_t cols) {
 
 template <class T>
 void add(T* y, const T* a, const T* b, std::size_t n) {
-  cpu::parallel_ranges(n, n, [&](std::size_t i0, std::size_t len) {
+  parallel_ranges(n, n, [&](std::size_t i0, std::size_t len) {
 #pragma omp simd
     for (std::size_t i = i0; i < i0 + len; ++i) y[i] = a[i] + b[i];
   });
 }
 
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, const T* b, std::size_t rows, std::size_t in,
-                    std::size_t out, bool w_in_out, bool accumulate) {
+void linear_forward(T* y, const T* x, const T* w, const T* b, const LinearShape& s, Write y_write) {
+  const std::size_t rows = s.rows, in = s.in, out = s.out;
+  const bool w_in_out = s.layout == WeightLayout::in_out, accumulate = y_write == Write::accumulate;
   if (b != nullptr) {
-    cpu::parallel_ranges(rows, rows * out, [&](std::size_t r0, std::size_t nr) {
+    parallel_ranges(rows, rows * out, [&](std::size_t r0, std::size_t nr) {
       for (std::size_t r = r0; r < r0 + nr; ++r) {
         T* yr = y + r * out;
         if (accumulate) {
@@ -138,9 +139,11 @@ void linear_forward(T* y, const T* x, const T* w, const T* b, std::size_t rows, 
 }
 
 template <class T>
-void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, std::size_t rows,
-                     std::size_t in, std::size_t out, bool w_in_out, bool dx_accumulate) {
-  const T beta_x = dx_accumulate ? T(1) : T(0);
+void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const LinearShape& s,
+                     Write dx_write) {
+  const std::size_t rows = s.rows, in = s.in, out = s.out;
+  const bool w_in_out = s.layout == WeightLayout::in_out;
+  const T beta_x = dx_write == Write::accumulate ? T(1) : T(0);
   if (dx != nullptr) {
     if (w_in_out)  // dx = dy w^T, w: [in, out]
       gemm<T>(Trans::no, Trans::yes, rows, in, out, T(1), dy, out, w, out, beta_x, dx, in);
@@ -154,13 +157,12 @@ void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, s
   if (db != nullptr) column_sum(db, dy, rows, out);
 }
 
-#define WHTLM_INSTANTIATE(T)                                                                  \
-  template void column_sum<T>(T*, const T*, std::size_t, std::size_t);                        \
-  template void add<T>(T*, const T*, const T*, std::size_t);                                  \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
-                                  std::size_t, bool, bool);                                   \
-  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,     \
-                                   std::size_t, std::size_t, bool, bool);
+#define WHTLM_INSTANTIATE(T)                                                                     \
+  template void column_sum<T>(T*, const T*, std::size_t, std::size_t);                           \
+  template void add<T>(T*, const T*, const T*, std::size_t);                                     \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, const LinearShape&, Write);  \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, const LinearShape&, \
+                                   Write);
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE

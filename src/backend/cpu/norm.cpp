@@ -3,16 +3,17 @@
 // second pass split by columns, so they do not depend on the thread count.
 #include <cmath>
 
-#include "backend/cpu/parallel.hpp"
 #include "backend/ops.hpp"
+#include "base/parallel.hpp"
 
 namespace whtlm::backend {
 
 // x, y: [rows, d]; w, b: [d]; mean, rstd: [rows].
 template <class T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, std::size_t rows,
-                       std::size_t d, T eps) {
-  cpu::parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+                       const NormShape& shape, T eps) {
+  const std::size_t rows = shape.rows, d = shape.d;
+  parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* xr = x + r * d;
       T* yr = y + r * d;
@@ -35,8 +36,9 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
 // dx += d loss/dx, dw += sum dy * xhat, db += sum dy; with xhat = (x - mean) * rstd.
 template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean, const T* rstd,
-                        const T* w, std::size_t rows, std::size_t d) {
-  cpu::parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
+                        const T* w, const NormShape& shape) {
+  const std::size_t rows = shape.rows, d = shape.d;
+  parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* xr = x + r * d;
       const T* gr = dy + r * d;
@@ -56,7 +58,7 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* m
         dxr[i] += rs * (gr[i] * w[i] - sg - (xr[i] - m) * rs * sgx);
     }
   });
-  cpu::parallel_ranges(d, rows * d, [&](std::size_t c0, std::size_t nc) {
+  parallel_ranges(d, rows * d, [&](std::size_t c0, std::size_t nc) {
     for (std::size_t r = 0; r < rows; ++r) {
       const T* xr = x + r * d;
       const T* gr = dy + r * d;
@@ -72,9 +74,9 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* m
 
 // x, y: [rows, d]; w: [d]; rstd: [rows].
 template <class T>
-void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, std::size_t rows, std::size_t d,
-                     T eps) {
-  cpu::parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, const NormShape& shape, T eps) {
+  const std::size_t rows = shape.rows, d = shape.d;
+  parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* xr = x + r * d;
       T* yr = y + r * d;
@@ -92,8 +94,9 @@ void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, std::size_t rows, st
 // dx += rstd * (g - x * rstd^2 * mean(g * x)) with g = dy * w; dw += sum dy * x * rstd.
 template <class T>
 void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* rstd, const T* w,
-                      std::size_t rows, std::size_t d) {
-  cpu::parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
+                      const NormShape& shape) {
+  const std::size_t rows = shape.rows, d = shape.d;
+  parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* xr = x + r * d;
       const T* gr = dy + r * d;
@@ -107,7 +110,7 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* rstd, cons
       for (std::size_t i = 0; i < d; ++i) dxr[i] += rs * (gr[i] * w[i] - xr[i] * c);
     }
   });
-  cpu::parallel_ranges(d, rows * d, [&](std::size_t c0, std::size_t nc) {
+  parallel_ranges(d, rows * d, [&](std::size_t c0, std::size_t nc) {
     for (std::size_t r = 0; r < rows; ++r) {
       const T* xr = x + r * d;
       const T* gr = dy + r * d;
@@ -119,13 +122,13 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* rstd, cons
 }
 
 #define WHTLM_INSTANTIATE(T)                                                                     \
-  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,      \
-                                     std::size_t, T);                                            \
+  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, const NormShape&, \
+                                     T);                                                         \
   template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
-                                      const T*, std::size_t, std::size_t);                       \
-  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, std::size_t, std::size_t, T);     \
-  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, std::size_t, \
-                                    std::size_t);
+                                      const T*, const NormShape&);                               \
+  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, const NormShape&, T);             \
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*,              \
+                                    const NormShape&);
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE

@@ -3,8 +3,8 @@
 // turns by the angle t * theta^(-2j/hd).
 #include <cmath>
 
-#include "backend/cpu/parallel.hpp"
 #include "backend/ops.hpp"
+#include "base/parallel.hpp"
 
 namespace whtlm::backend {
 namespace {
@@ -50,9 +50,10 @@ void rope_tables(T* cos, T* sin, std::size_t seq, std::size_t hd, double theta) 
 // The q heads and the k heads are contiguous at the start of each row.
 template <class T>
 void rope_forward(T* qkv, const T* cos, const T* sin, std::size_t rows, std::size_t seq,
-                  std::size_t n_head, std::size_t n_kv, std::size_t hd) {
-  const std::size_t width = (n_head + 2 * n_kv) * hd;
-  cpu::parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
+                  const HeadShape& heads) {
+  const std::size_t n_head = heads.n_head, n_kv = heads.n_kv, hd = heads.hd;
+  const std::size_t width = heads.width();
+  parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
     rotate(qkv, cos, sin, r0, nr, seq, nullptr, n_head + n_kv, width, hd, T(1));
   });
 }
@@ -60,31 +61,32 @@ void rope_forward(T* qkv, const T* cos, const T* sin, std::size_t rows, std::siz
 // The rotation is orthogonal: its gradient is the rotation by the opposite angle.
 template <class T>
 void rope_backward(T* dqkv, const T* cos, const T* sin, std::size_t rows, std::size_t seq,
-                   std::size_t n_head, std::size_t n_kv, std::size_t hd) {
-  const std::size_t width = (n_head + 2 * n_kv) * hd;
-  cpu::parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
+                   const HeadShape& heads) {
+  const std::size_t n_head = heads.n_head, n_kv = heads.n_kv, hd = heads.hd;
+  const std::size_t width = heads.width();
+  parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
     rotate(dqkv, cos, sin, r0, nr, seq, nullptr, n_head + n_kv, width, hd, T(-1));
   });
 }
 
 template <class T>
 void rope_forward_at(T* qkv, const T* cos, const T* sin, std::size_t rows,
-                     const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
-                     std::size_t hd) {
-  const std::size_t width = (n_head + 2 * n_kv) * hd;
-  cpu::parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
+                     const std::int32_t* positions, const HeadShape& heads) {
+  const std::size_t n_head = heads.n_head, n_kv = heads.n_kv, hd = heads.hd;
+  const std::size_t width = heads.width();
+  parallel_ranges(rows, rows * width, [&](std::size_t r0, std::size_t nr) {
     rotate(qkv, cos, sin, r0, nr, 1, positions, n_head + n_kv, width, hd, T(1));
   });
 }
 
-#define WHTLM_INSTANTIATE(T)                                                                    \
-  template void rope_tables<T>(T*, T*, std::size_t, std::size_t, double);                       \
-  template void rope_forward<T>(T*, const T*, const T*, std::size_t, std::size_t, std::size_t,  \
-                                std::size_t, std::size_t);                                      \
-  template void rope_backward<T>(T*, const T*, const T*, std::size_t, std::size_t, std::size_t, \
-                                 std::size_t, std::size_t);                                     \
-  template void rope_forward_at<T>(T*, const T*, const T*, std::size_t, const std::int32_t*,    \
-                                   std::size_t, std::size_t, std::size_t);
+#define WHTLM_INSTANTIATE(T)                                                                 \
+  template void rope_tables<T>(T*, T*, std::size_t, std::size_t, double);                    \
+  template void rope_forward<T>(T*, const T*, const T*, std::size_t, std::size_t,            \
+                                const HeadShape&);                                           \
+  template void rope_backward<T>(T*, const T*, const T*, std::size_t, std::size_t,           \
+                                 const HeadShape&);                                          \
+  template void rope_forward_at<T>(T*, const T*, const T*, std::size_t, const std::int32_t*, \
+                                   const HeadShape&);
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE

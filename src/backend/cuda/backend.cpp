@@ -96,39 +96,41 @@ class CudaBackend final : public Backend {
   }
   void release_caches() override { scratch_.reset(); }
 
-  void linear_forward(float* y, const float* x, const float* w, const float* b, std::size_t rows,
-                      std::size_t in, std::size_t out, bool w_in_out, bool accumulate) override {
+  // The kernels take the shapes as plain sizes (kernels.hpp); they are unpacked here.
+  void linear_forward(float* y, const float* x, const float* w, const float* b,
+                      const LinearShape& s, Write y_write) override {
+    const bool in_out = s.layout == WeightLayout::in_out, add = y_write == Write::accumulate;
     if (bf16_)
-      cuda::linear_forward_bf16(y, x, w, b, rows, in, out, w_in_out, accumulate,
-                                bf16_scratch(rows, in, out));
+      cuda::linear_forward_bf16(y, x, w, b, s.rows, s.in, s.out, in_out, add,
+                                bf16_scratch(s.rows, s.in, s.out));
     else
-      cuda::linear_forward(y, x, w, b, rows, in, out, w_in_out, accumulate);
+      cuda::linear_forward(y, x, w, b, s.rows, s.in, s.out, in_out, add);
   }
   void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                       const float* w, std::size_t rows, std::size_t in, std::size_t out,
-                       bool w_in_out, bool dx_accumulate) override {
+                       const float* w, const LinearShape& s, Write dx_write) override {
+    const bool in_out = s.layout == WeightLayout::in_out, add = dx_write == Write::accumulate;
     if (bf16_)
-      cuda::linear_backward_bf16(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate,
-                                 bf16_scratch(rows, in, out));
+      cuda::linear_backward_bf16(dx, dw, db, dy, x, w, s.rows, s.in, s.out, in_out, add,
+                                 bf16_scratch(s.rows, s.in, s.out));
     else
-      cuda::linear_backward(dx, dw, db, dy, x, w, rows, in, out, w_in_out, dx_accumulate);
+      cuda::linear_backward(dx, dw, db, dy, x, w, s.rows, s.in, s.out, in_out, add);
   }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
-                         const float* b, std::size_t rows, std::size_t d, float eps) override {
-    cuda::layernorm_forward(y, mean, rstd, x, w, b, rows, d, eps);
+                         const float* b, const NormShape& s, float eps) override {
+    cuda::layernorm_forward(y, mean, rstd, x, w, b, s.rows, s.d, eps);
   }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                          const float* mean, const float* rstd, const float* w, std::size_t rows,
-                          std::size_t d) override {
-    cuda::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, rows, d);
+                          const float* mean, const float* rstd, const float* w,
+                          const NormShape& s) override {
+    cuda::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, s.rows, s.d);
   }
-  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, std::size_t rows,
-                       std::size_t d, float eps) override {
-    cuda::rmsnorm_forward(y, rstd, x, w, rows, d, eps);
+  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, const NormShape& s,
+                       float eps) override {
+    cuda::rmsnorm_forward(y, rstd, x, w, s.rows, s.d, eps);
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd,
-                        const float* w, std::size_t rows, std::size_t d) override {
-    cuda::rmsnorm_backward(dx, dw, dy, x, rstd, w, rows, d);
+                        const float* w, const NormShape& s) override {
+    cuda::rmsnorm_backward(dx, dw, dy, x, rstd, w, s.rows, s.d);
   }
   void gelu_forward(float* y, const float* x, std::size_t n) override {
     cuda::gelu_forward(y, x, n);
@@ -144,14 +146,12 @@ class CudaBackend final : public Backend {
     cuda::swiglu_backward(dh, dy, h, rows, ff);
   }
   void rope_forward(float* qkv, const float* cos, const float* sin, std::size_t rows,
-                    std::size_t seq, std::size_t n_head, std::size_t n_kv,
-                    std::size_t hd) override {
-    cuda::rope_forward(qkv, cos, sin, rows, seq, n_head, n_kv, hd);
+                    std::size_t seq, const HeadShape& h) override {
+    cuda::rope_forward(qkv, cos, sin, rows, seq, h.n_head, h.n_kv, h.hd);
   }
   void rope_backward(float* dqkv, const float* cos, const float* sin, std::size_t rows,
-                     std::size_t seq, std::size_t n_head, std::size_t n_kv,
-                     std::size_t hd) override {
-    cuda::rope_backward(dqkv, cos, sin, rows, seq, n_head, n_kv, hd);
+                     std::size_t seq, const HeadShape& h) override {
+    cuda::rope_backward(dqkv, cos, sin, rows, seq, h.n_head, h.n_kv, h.hd);
   }
   std::size_t attention_scratch_floats(const AttentionShape&) const override { return 0; }
   void attention_forward(float* out, float* lse, const float* qkv, const AttentionShape& s,
@@ -172,9 +172,8 @@ class CudaBackend final : public Backend {
     cuda::embedding_forward_at(x, tokens, wte, wpe, rows, positions, d);
   }
   void rope_forward_at(float* qkv, const float* cos, const float* sin, std::size_t rows,
-                       const std::int32_t* positions, std::size_t n_head, std::size_t n_kv,
-                       std::size_t hd) override {
-    cuda::rope_forward_at(qkv, cos, sin, rows, positions, n_head, n_kv, hd);
+                       const std::int32_t* positions, const HeadShape& h) override {
+    cuda::rope_forward_at(qkv, cos, sin, rows, positions, h.n_head, h.n_kv, h.hd);
   }
   std::size_t attention_cached_scratch_floats(const CacheShape&) const override { return 0; }
   void kv_cache_store(float* k_cache, float* v_cache, const float* qkv, std::size_t qkv_stride,
