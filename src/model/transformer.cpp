@@ -37,6 +37,13 @@ FloatBuffer::FloatBuffer(std::size_t n) : size_(n) {
 
 namespace {
 
+// The attention of `batch` sequences of `seq` tokens of model c.
+AttentionShape attention_shape(const ModelConfig& c, int batch, int seq) {
+  return {static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
+          static_cast<std::size_t>(c.n_head), static_cast<std::size_t>(c.n_kv_head),
+          static_cast<std::size_t>(c.head_dim())};
+}
+
 // Where each activation lives in the arena, in floats. Per block l the forward keeps
 // what its backward reads; the backward's scratch is shared by all blocks.
 struct ArenaPlan {
@@ -114,10 +121,7 @@ struct ArenaPlan {
     d_qkv = take(qkv_stride);
     d_fc = take(fc_stride);
     d_act = take(act_stride);
-    AttentionShape s{static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
-                     static_cast<std::size_t>(c.n_head), static_cast<std::size_t>(c.n_kv_head),
-                     static_cast<std::size_t>(c.head_dim())};
-    att_scratch = take(scratch(s));
+    att_scratch = take(scratch(attention_shape(c, batch, seq)));
   }
 };
 
@@ -387,10 +391,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   targets = targets != nullptr ? m.tokens.data() + n : nullptr;
   float* act = m.arena.data();
   const float* P = m.params.data();
-  const AttentionShape shape{static_cast<std::size_t>(batch), static_cast<std::size_t>(seq),
-                             static_cast<std::size_t>(c.n_head),
-                             static_cast<std::size_t>(c.n_kv_head),
-                             static_cast<std::size_t>(c.head_dim())};
+  const AttentionShape shape = attention_shape(c, batch, seq);
   // Training attends within each sequence and keeps the log-sum-exp for the backward.
   auto attend = [&](const model::BlockActivations& b) {
     if (net.traits.rope)
@@ -433,9 +434,7 @@ void Transformer::backward(float loss_scale) {
   const float* P = m.params.data();
   float* G = device_grads();
   const std::int32_t* targets = m.tokens.data() + n;
-  const AttentionShape shape{
-      static_cast<std::size_t>(m.batch), seq, static_cast<std::size_t>(c.n_head),
-      static_cast<std::size_t>(c.n_kv_head), static_cast<std::size_t>(c.head_dim())};
+  const AttentionShape shape = attention_shape(c, m.batch, m.seq);
   const model::BlockGradients g = a.gradients(act);
   auto attend_backward = [&](float* dqkv, const float* datt, const model::BlockActivations& b) {
     be.attention_backward(dqkv, datt, b.qkv, b.att, b.lse, shape, act + a.att_scratch);

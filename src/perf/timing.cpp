@@ -1,10 +1,6 @@
-// Timing, input and resource helpers for benchmarks.
-#include <sys/resource.h>
-#include <unistd.h>
-
+// Timing and input helpers for benchmarks (the process's memory is read in io/memory.cpp).
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <random>
 
 #include "whtlm/perf.hpp"
