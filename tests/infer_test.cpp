@@ -11,6 +11,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "whtlm/transformer.hpp"
@@ -200,6 +201,63 @@ TEST(InferenceSession, KvCacheHoldsOnlyTheKvHeads) {
   c.n_kv_head = 4;
   EXPECT_EQ(InferenceSession::kv_cache_bytes(c, 3, 20), 2 * gqa);
 }
+
+// Packed weights (--weights bf16, q8_0) against the fp32 weights they came from: the
+// same prompt prefilled (prefill runs bf16 products) and decoded (decode reads the
+// packed weights directly), logits compared row by row as max |a - b| / max |b|.
+// The bounds. Each op's error is bounded exactly in tests/weights_test.cpp and
+// tests/bf16_test.cpp; through a whole model it compounds in ways no simple formula
+// states, so these are measured bounds with margin, not derived ones: bf16 (each
+// weight off by at most 2^-9 of itself, prefill's activations too) moved a logit row
+// by at most 2.1% here, q8_0 (each weight off by up to amax / 254 of its block, the
+// activations quantized alike when decoding) by at most 6.7%, both on a model whose
+// every weight was pushed by up to +-0.3 (far larger than trained weights, so every
+// layer amplifies the error). The bounds are 4% and 12%: a wrong layout, scale or
+// block gives errors of order 100%. Both must also differ from fp32 somewhere: the
+// packed weights really ran.
+class PackedWeights : public ::testing::TestWithParam<std::tuple<Case, WeightFormat>> {};
+
+TEST_P(PackedWeights, LogitsStayWithinTheFormatsBoundOfFp32) {
+  const auto [k, format] = GetParam();
+  ModelConfig c = config_for(k);
+  c.d_model = 64;  // q8_0 blocks need rows of a multiple of 32 (ff follows d)
+  const auto model = make_model(c);
+  const std::size_t T = 24, V = std::size_t(c.vocab_size), split = 9;
+  const auto seq = tokens(T, 5);
+  const double bound = format == WeightFormat::bf16 ? 0.04 : 0.12;
+  InferenceSession ref(c, model->params().data(), 1, int(T));
+  InferenceSession packed(c, model->params().data(), 1, int(T), kDefaultChunkRows, format);
+  EXPECT_EQ(packed.weight_format(), format);
+  EXPECT_GT(packed.packed_weight_bytes(), 0u);
+  const std::vector<std::vector<std::int32_t>> prompt{{seq.begin(), seq.begin() + split}};
+  std::vector<float> pre_ref, pre_packed;
+  (void)ref.prefill(prompt, &pre_ref);
+  (void)packed.prefill(prompt, &pre_packed);
+  double worst = 0;
+  for (std::size_t t = 0; t < split; ++t) {
+    const double e = rel_err(pre_packed.data() + t * V, pre_ref.data() + t * V, V);
+    EXPECT_LT(e, bound) << "prefill position " << t;
+    worst = std::max(worst, e);
+  }
+  for (std::size_t t = split; t < T; ++t) {
+    const int slot = 0;
+    const std::int32_t tok = seq[t];
+    const auto r = ref.decode({&slot, 1}, {&tok, 1});
+    const std::vector<float> want(r.begin(), r.end());
+    const auto got = packed.decode({&slot, 1}, {&tok, 1});
+    const double e = rel_err(got.data(), want.data(), V);
+    EXPECT_LT(e, bound) << "decode position " << t;
+    worst = std::max(worst, e);
+  }
+  EXPECT_GT(worst, 0.0) << "packed weights gave fp32's logits exactly";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Formats, PackedWeights,
+    ::testing::Combine(::testing::Values(Case{Family::llama, Projection::dense},
+                                         Case{Family::llama, Projection::wht},
+                                         Case{Family::gpt2, Projection::dense}),
+                       ::testing::Values(WeightFormat::bf16, WeightFormat::q8_0)));
 
 }  // namespace
 }  // namespace whtlm

@@ -102,7 +102,7 @@ TEST(Plan, NewFieldsRoundTripAndBadValuesAreNamed) {
   refused(R"({"tokens_exponent": -1})", "tokens_exponent");
   refused(R"({"evals": 1.5})", "evals");
   refused(R"({"device": "tpu"})", "device");
-  refused(R"({"precision": "bf16"})", "bf16 trains on the cuda device only");
+  refused(R"({"precision": "fp16"})", "precision");
   refused(R"({"lr_sweep": {"min_steps": -3}})", "min_steps");
 }
 

@@ -88,12 +88,14 @@ struct ModelBenchArgs {
   ThreadsOption threads;
   DeviceOptions device;
   JsonOption json;
+  std::string weights = "f32";  // bench infer's --weights
   // `o` with the shared options applied, and progress lines on stderr.
   Options options() const {
     Options r = o;
     r.threads = threads.count;
     r.device = device.parsed_device();
     r.precision = device.parsed_precision();
+    if constexpr (requires { r.weights; }) r.weights = parse_weight_format(weights);
     r.progress = progress_line;
     return r;
   }
@@ -106,9 +108,10 @@ void run_train(const TrainArgs& a) {
   const perf::TrainBenchOptions o = a.options();
   std::fprintf(stderr,
                "whtlm bench train: full training steps (forward, backward, clip, AdamW) on random "
-               "tokens, batch %d x %d, vocab %d; %d rounds of %d steps, projections interleaved\n"
-               "  blas %s\n",
-               o.batch, o.seq, o.vocab, o.repetitions, o.steps, blas_description().c_str());
+               "tokens, batch %d x %d, vocab %d, %s products; %d rounds of %d steps, projections "
+               "interleaved\n  blas %s\n  isa %s\n",
+               o.batch, o.seq, o.vocab, precision_name(o.precision), o.repetitions, o.steps,
+               blas_description().c_str(), isa_summary().c_str());
   const std::vector<perf::TrainBenchRow> rows = perf::train_bench(o);
   Table t({"preset", "proj", "params", "tokens/s", "min", "max", "vs dense", "FLOPs ratio",
            "GFLOP/s", "activations MiB", "peak RSS MiB", "device peak MiB"});
@@ -142,8 +145,10 @@ void run_infer(const InferArgs& a) {
   const perf::InferBenchOptions o = a.options();
   std::fprintf(stderr,
                "whtlm bench infer: prefill of batch x prompt tokens, then %d decode steps; random "
-               "weights, vocab %d; medians of %d rounds, projections interleaved\n  blas %s\n",
-               o.decode, o.vocab, o.repetitions, blas_description().c_str());
+               "weights, vocab %d, %s weights, %s products; medians of %d rounds, projections "
+               "interleaved\n  blas %s\n  isa %s\n",
+               o.decode, o.vocab, weight_format_name(o.weights), precision_name(o.precision),
+               o.repetitions, blas_description().c_str(), isa_summary().c_str());
   const perf::InferBenchResult res = perf::infer_bench(o);
   Table t({"preset", "batch", "prompt", "proj", "prefill tok/s", "decode tok/s", "ms/step",
            "prefill vs dense", "(FLOPs)", "decode vs dense", "(bytes)", "weights MiB", "KV MiB",
@@ -263,6 +268,7 @@ void add_bench_command(CLI::App& app) {
       ->check(bounded(limits::bench_context));
   add_threads_option(inf, &ia->threads);
   add_device_options(inf, &ia->device);
+  add_weights_option(inf, &ia->weights);
   inf->add_option("--reps", ia->o.repetitions, "Rounds (medians over them)")
       ->check(bounded(limits::repetitions))
       ->capture_default_str();

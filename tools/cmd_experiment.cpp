@@ -10,6 +10,7 @@
 #include "whtlm/data.hpp"
 #include "whtlm/experiment.hpp"
 #include "whtlm/io.hpp"
+#include "whtlm/matmul.hpp"
 #include "whtlm/report.hpp"
 #include "whtlm/tokenizer.hpp"
 
@@ -40,7 +41,13 @@ void run_experiment(const ExperimentArgs& a) {
     for (experiment::Size& s : plan.sizes) s.model.vocab_size = t.vocab_size();
   if (a.threads.given()) plan.threads = a.threads.count;
   if (!a.device.device.empty()) plan.device = a.device.parsed_device();
-  if (!a.device.precision.empty()) plan.precision = a.device.parsed_precision();
+  if (!a.device.precision.empty()) {
+    plan.precision = a.device.parsed_precision();
+  } else if (a.config.empty() && plan.device == Device::cpu) {
+    // The built-in plans train in bf16 where the CPU computes bf16 products natively
+    // (AMX or AVX512-BF16), in fp32 elsewhere; plan.json and the report record which.
+    plan.precision = precision_support().bf16_native() ? Precision::bf16 : Precision::fp32;
+  }
   experiment::validate(plan);
   if (a.print_config) {
     std::cout << experiment::plan_to_json(plan);
@@ -112,7 +119,9 @@ void add_experiment_command(CLI::App& app) {
       cmd, &a->device,
       "Where the runs train and the inference sweep runs: cpu or cuda (default: the plan's, cpu "
       "for the built-in plans)",
-      "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only; default: the plan's)");
+      "Matrix products in fp32, or bf16 with fp32 accumulation (default: the plan's; the built-in "
+      "plans take bf16 where the CPU computes bf16 products natively, see whtlm info, and fp32 "
+      "elsewhere)");
   cmd->add_flag("--no-bench", a->no_bench, "Skip the inference sweep");
   cmd->add_flag("--no-downstream", a->no_downstream,
                 "Skip the downstream proxy (cloze accuracy, bits per byte) of each run");

@@ -24,6 +24,7 @@ struct GenerateArgs {
   ThreadsOption threads;
   GenerateOptions o;
   int batch = 8;
+  std::string weights = "f32";
   bool json = false;
   CLI::Option *prompt_opt = nullptr, *prompts_opt = nullptr, *tokens_opt = nullptr;
 };
@@ -62,6 +63,8 @@ void run(const GenerateArgs& a) {
   if (given != 1)
     throw std::invalid_argument("give exactly one of --prompt, --prompts and --prompt-tokens");
   a.threads.apply();
+  GenerateOptions options = a.o;
+  options.weights = parse_weight_format(a.weights);
   auto model = load_model(a.checkpoint, a.device.parsed_device(), a.device.parsed_precision());
   const ModelConfig& c = model->config();
   if (a.o.eos_token >= c.vocab_size)
@@ -117,7 +120,7 @@ void run(const GenerateArgs& a) {
     GenerateStats st;
     // Sequence numbers continue across groups, so prompt i samples the same tokens
     // whatever --batch splits the prompts into.
-    GenerateOptions o = a.o;
+    GenerateOptions o = options;
     o.first_sequence = first;
     const auto results = generate(*model, group, o, &st, [&](int, std::int32_t token) {
       if (!stream) return;
@@ -202,6 +205,7 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   add_threads_option(cmd, &a->threads);
   add_device_options(cmd, &a->device);
+  add_weights_option(cmd, &a->weights);
   cmd->add_flag("--json", a->json, "One JSON line per prompt");
   cmd->callback([a] { run(*a); });
 }

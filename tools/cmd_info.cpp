@@ -20,6 +20,12 @@ void add_info_command(CLI::App& app) {
       if (isa_available(isa)) std::printf(" %s", isa_name(isa));
     std::printf(")\n");
     std::printf("blas: %s\n", blas_description().c_str());
+    const PrecisionSupport ps = precision_support();
+    std::printf("bf16 products: %s (%s)%s\n", ps.bf16.c_str(), ps.bf16_impl.c_str(),
+                ps.bf16_native()    ? ""
+                : ps.bf16 == "none" ? "; --precision bf16 is refused"
+                                    : "; --precision bf16 runs, without a speed-up");
+    std::printf("int8 dot products: %s\n", ps.int8.c_str());
     std::printf("threads: %d (cores available: %d)\n", num_threads(), available_cores());
     std::printf("memory available: %.2f GiB (what plans are checked against before allocating)\n",
                 double(memory_available_bytes()) / (1024.0 * 1024 * 1024));

@@ -63,7 +63,8 @@ void add_device_options(CLI::App* cmd, DeviceOptions* d) {
   add_device_option(cmd, d, "Where the model runs: cpu, or cuda (an NVIDIA GPU)")
       ->capture_default_str();
   add_precision_option(cmd, d,
-                       "Matrix products in fp32, or bf16 with fp32 accumulation (cuda only)")
+                       "Matrix products in fp32, or bf16 operands with fp32 accumulation (CPU: "
+                       "oneDNN, AMX or AVX512-BF16 where present; see whtlm info)")
       ->capture_default_str();
 }
 
@@ -73,6 +74,15 @@ void add_device_override_options(CLI::App* cmd, DeviceOptions* d, const std::str
   d->precision.clear();
   add_device_option(cmd, d, device_help);
   add_precision_option(cmd, d, precision_help);
+}
+
+void add_weights_option(CLI::App* cmd, std::string* weights) {
+  cmd->add_option("--weights", *weights,
+                  "Weights the matrix products read: f32, bf16, or q8_0 (blocks of 32 int8 "
+                  "values with an fp16 scale, as llama.cpp's Q8_0); packed once when the "
+                  "session starts, CPU only. Norms, embeddings and wht's scale stay fp32")
+      ->check(CLI::IsMember({"f32", "bf16", "q8_0"}))
+      ->capture_default_str();
 }
 
 void add_json_option(CLI::App* cmd, JsonOption* json, const std::string& per) {

@@ -53,6 +53,9 @@ void add_device_options(CLI::App* cmd, DeviceOptions* d);
 void add_device_override_options(CLI::App* cmd, DeviceOptions* d, const std::string& device_help,
                                  const std::string& precision_help);
 
+// --weights f32|bf16|q8_0: the format inference's matrix products read (CPU).
+void add_weights_option(CLI::App* cmd, std::string* weights);
+
 // --json FILE ('-': stdout) and --force: JSON lines `per` case or measurement to a new
 // FILE ("Also write JSON lines, one per measurement, ...").
 struct JsonOption {

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "whtlm/device_type.hpp"
 #include "whtlm/model.hpp"
 #include "whtlm/transformer.hpp"
 
@@ -19,13 +20,19 @@ namespace whtlm {
 // construction: the KV cache (only the kv heads: grouped-query attention stores
 // n_kv_head heads) and activations for chunks of at most chunk_rows tokens; long
 // prefills run chunk by chunk against the cache.
+// Rows per pass of a session unless told otherwise.
+inline constexpr int kDefaultChunkRows = 2048;
+
 class InferenceSession {
  public:
-  // params: host memory laid out by ParamLayout (the CPU backend runs it).
+  // params: host memory laid out by ParamLayout (the CPU backend runs it). weights: the
+  // format the matrix products read (bf16, q8_0: packed copies the session holds, made
+  // on construction; CPU only); norms, embeddings and the wht scale stay fp32.
   InferenceSession(const ModelConfig& config, const float* params, int max_batch, int max_len,
-                   int chunk_rows = 2048);
+                   int chunk_rows = kDefaultChunkRows, WeightFormat weights = WeightFormat::f32);
   // Runs on the model's device with its weights (the model must outlive the session).
-  InferenceSession(Transformer& model, int max_batch, int max_len, int chunk_rows = 2048);
+  InferenceSession(Transformer& model, int max_batch, int max_len,
+                   int chunk_rows = kDefaultChunkRows, WeightFormat weights = WeightFormat::f32);
   ~InferenceSession();
   InferenceSession(const InferenceSession&) = delete;
   InferenceSession& operator=(const InferenceSession&) = delete;
@@ -34,6 +41,9 @@ class InferenceSession {
   static std::size_t kv_cache_bytes(const ModelConfig& config, int max_batch, int max_len);
   std::size_t kv_cache_bytes() const;
   std::size_t activation_bytes() const;
+  // Bytes of the packed matrix weights (0 for f32, which reads the parameters).
+  std::size_t packed_weight_bytes() const;
+  WeightFormat weight_format() const;
   int max_batch() const;
   int max_len() const;
   int length(int slot) const;  // tokens in slot's cache
@@ -74,6 +84,7 @@ std::int32_t sample_token(std::span<float> logits, std::span<const std::int32_t>
 
 struct GenerateOptions {
   int max_new_tokens = 128;
+  WeightFormat weights = WeightFormat::f32;  // what the session's products read
   SamplingOptions sampling;
   int eos_token = -1;  // stop a sequence when it produces this token; -1: none
   // The sampler's sequence number of the first prompt (prompt i draws as sequence

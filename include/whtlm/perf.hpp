@@ -131,6 +131,7 @@ struct InferBenchOptions {
   int threads = 0;
   Device device = Device::cpu;
   Precision precision = Precision::fp32;
+  WeightFormat weights = WeightFormat::f32;  // what the sessions' matrix products read
   int repetitions = 3;
   double max_prefill_tokens = 16384;  // cases with more batch x prompt tokens are skipped
   double max_kv_gib = 4;              // cases whose KV cache is larger are skipped
@@ -147,8 +148,11 @@ struct InferBenchRow {
   std::size_t rss_bytes = 0;       // resident memory while this case's session was alive
   std::size_t peak_rss_bytes = 0;  // of the whole process so far
   std::string device;              // the backend's description
-  // Peak device memory of this case's session (KV cache and activations) plus the
-  // model's weights, counted by the backend's allocator.
+  Precision precision = Precision::fp32;
+  WeightFormat weights = WeightFormat::f32;
+  std::size_t packed_weight_bytes = 0;  // the session's packed matrix weights (0 for f32)
+  // Peak device memory of this case's session (KV cache, activations, packed weights)
+  // plus the model's fp32 weights, counted by the backend's allocator.
   std::size_t device_peak_bytes = 0;
 };
 struct InferBenchResult {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "whtlm/device_type.hpp"
 #include "whtlm/model.hpp"
 #include "whtlm/perf.hpp"
 
@@ -44,7 +45,8 @@ struct TrainRun {
   std::uint64_t seed = 1;
   ModelConfig model;
   int batch = 0, seq = 0;
-  double lr = 0;  // peak learning rate
+  double lr = 0;                          // peak learning rate
+  Precision precision = Precision::fp32;  // of the matrix products
   std::int64_t steps_done = 0, steps_total = 0;
   std::vector<CurvePoint> val;     // in step order
   double tokens_per_s = 0;         // median over the run's steps

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend/ops.hpp"
+#include "backend/weights.hpp"
 #include "whtlm/device_type.hpp"
 
 namespace whtlm::backend {
@@ -40,11 +41,21 @@ class Backend {
   // Frees what the backend keeps between ops (CUDA: the bf16 operands' scratch), so
   // that a measurement started after it counts that memory for its own model too.
   virtual void release_caches() = 0;
+  // Says that parameters were written other than through this interface's ops (on the
+  // CPU, through a pointer): copies of weights a backend keeps in another format are
+  // made again from them on their next use.
+  virtual void parameters_changed() = 0;
 
   virtual void linear_forward(float* y, const float* x, const float* w, const float* b,
                               const LinearShape& s, Write y_write) = 0;
   virtual void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                                const float* w, const LinearShape& s, Write dx_write) = 0;
+  // Inference with a packed weight (weights.hpp): y = x W^T + b (b may be nullptr), or
+  // y += ... with Write::accumulate; x: [rows, w.in], y: [rows, w.out]. Few rows
+  // (decoding) read the packed weight directly; many (prefill) run bf16 products.
+  // CPU only: CUDA throws std::invalid_argument.
+  virtual void linear_forward_packed(float* y, const float* x, const PackedWeight& w,
+                                     const float* b, std::size_t rows, Write y_write) = 0;
   virtual void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                                  const float* b, const NormShape& s, float eps) = 0;
   virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
@@ -116,8 +127,8 @@ class Backend {
 };
 
 // The process-wide backend of a device. cuda: throws std::runtime_error saying why
-// it cannot run (a build without CUDA, no driver, no device). bf16 runs on CUDA only
-// (std::invalid_argument on the CPU).
+// it cannot run (a build without CUDA, no driver, no device). bf16 on the CPU:
+// std::invalid_argument saying why when oneDNN has no bf16 product for this CPU.
 Backend& get(Device device, Precision precision = Precision::fp32);
 Backend& cpu_backend();
 // Whether get(Device::cuda) would succeed; when not, *why says why.

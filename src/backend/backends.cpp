@@ -6,6 +6,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/backend.hpp"
+#include "backend/cpu/bf16.hpp"
 #include "whtlm/device.hpp"
 #if WHTLM_HAVE_CUDA
 #include "backend/cuda/backend.hpp"
@@ -41,10 +42,13 @@ RopeTables make_rope_tables(Backend& be, std::size_t positions, std::size_t hd, 
 
 Backend& get(Device device, Precision precision) {
   if (device == Device::cpu) {
-    if (precision != Precision::fp32)
-      throw std::invalid_argument(std::string("--precision ") + precision_name(precision) +
-                                  " runs on --device cuda only; the CPU computes in fp32");
-    return cpu::backend();
+    if (precision == Precision::bf16) {
+      std::string why;
+      if (cpu::bf16_support(&why).empty())
+        throw std::invalid_argument("--precision bf16 cannot run on this CPU: " + why +
+                                    "; use --precision fp32");
+    }
+    return cpu::backend(precision);
   }
   std::string why;
   if (!cuda_usable(&why)) throw std::runtime_error("--device cuda: " + why);

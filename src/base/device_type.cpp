@@ -22,4 +22,22 @@ Precision parse_precision(std::string_view name) {
                               "' (expected fp32 or bf16)");
 }
 
+const char* weight_format_name(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::bf16:
+      return "bf16";
+    case WeightFormat::q8_0:
+      return "q8_0";
+    default:
+      return "f32";
+  }
+}
+
+WeightFormat parse_weight_format(std::string_view name) {
+  for (WeightFormat f : {WeightFormat::f32, WeightFormat::bf16, WeightFormat::q8_0})
+    if (name == weight_format_name(f)) return f;
+  throw std::invalid_argument("unknown weight format '" + std::string(name) +
+                              "' (expected f32, bf16 or q8_0)");
+}
+
 }  // namespace whtlm

@@ -241,10 +241,6 @@ void validate(const Plan& p) {
     throw std::invalid_argument("experiment plan: eval_every and eval_batches must be >= 1");
   check_bound(limits::tokens_exponent, p.tokens_exponent, "experiment plan: tokens_exponent");
   check_bound(limits::evals, p.evals, "experiment plan: evals");
-  if (p.precision == Precision::bf16 && p.device != Device::cuda)
-    throw std::invalid_argument(
-        "experiment plan: precision: bf16 trains on the cuda device only (give \"device\": "
-        "\"cuda\", or precision fp32)");
   if (p.bench_decode < 1 || p.bench_repetitions < 1)
     throw std::invalid_argument("experiment plan: bench.decode and bench.repetitions must be >= 1");
   for (int b : p.bench_batches)

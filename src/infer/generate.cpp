@@ -187,7 +187,8 @@ std::vector<Generation> generate(const ModelConfig& config, const float* params,
                                  const GenerateOptions& o, GenerateStats* stats,
                                  const std::function<void(int, std::int32_t)>& on_token) {
   const SessionFactory make = [&](int batch, int len) {
-    return std::make_unique<InferenceSession>(config, params, batch, len);
+    return std::make_unique<InferenceSession>(config, params, batch, len, kDefaultChunkRows,
+                                              o.weights);
   };
   return run_generation(config, make, prompts, o, stats, on_token);
 }
@@ -197,7 +198,7 @@ std::vector<Generation> generate(Transformer& model,
                                  const GenerateOptions& o, GenerateStats* stats,
                                  const std::function<void(int, std::int32_t)>& on_token) {
   const SessionFactory make = [&](int batch, int len) {
-    return std::make_unique<InferenceSession>(model, batch, len);
+    return std::make_unique<InferenceSession>(model, batch, len, kDefaultChunkRows, o.weights);
   };
   return run_generation(model.config(), make, prompts, o, stats, on_token);
 }

@@ -40,10 +40,21 @@ struct InferenceSession::Impl {
   FloatBuffer logits;                    // [max_batch, V], host
   std::vector<int> lengths;
   std::vector<std::int32_t> tokens, positions;
+  // The matrix weights in the session's format (none for f32: the parameters are read).
+  WeightFormat format;
+  model::PackedWeights packed;
+  std::vector<DeviceArray<std::uint8_t>> packed_storage;
+  std::size_t packed_bytes = 0;
 
   Impl(backend::Backend& backend, const ModelConfig& config, const float* params, int batch,
-       int len, int chunk_rows)
-      : be(backend), c(config), layout(config), P(params), max_batch(batch), max_len(len) {
+       int len, int chunk_rows, WeightFormat weights)
+      : be(backend),
+        c(config),
+        layout(config),
+        P(params),
+        max_batch(batch),
+        max_len(len),
+        format(weights) {
     if (batch < 1) throw std::invalid_argument("inference batch must be at least 1");
     if (len < 1 || len > c.max_seq)
       throw std::invalid_argument("inference length " + std::to_string(len) +
@@ -66,12 +77,18 @@ struct InferenceSession::Impl {
     const double activations =
         4.0 * double(chunk) * (3.0 * double(d) + double(qkvd) + double(fc_width) + double(ff) + 4) +
         4.0 * double(batch) * double(V) * 2;
+    const std::vector<model::MatrixRef> matrices = matrix_weights();
+    double packing = 0;
+    for (const model::MatrixRef& m : matrices)
+      packing += double(backend::packed_weight_bytes(format, m.out, m.in));
     const double per_sequence = kv / batch + 8.0 * double(V);
     const double room = double(be.memory_available()) - activations;
     const double fit = room > 0 ? std::floor(room / per_sequence) : 0;
     model::require_memory(
         be, "inference at batch " + std::to_string(batch) + " x " + std::to_string(len) + " tokens",
-        {{"KV cache", kv}, {"activations and logits", activations}},
+        {{"KV cache", kv},
+         {"activations and logits", activations},
+         {std::string(weight_format_name(format)) + " weights", packing}},
         fit >= 1 ? "at this length, batch " +
                        std::to_string(static_cast<long long>(std::min(fit, 65536.0))) + " would fit"
                  : "a shorter context (--max-new-tokens, prompt) would fit");
@@ -91,7 +108,34 @@ struct InferenceSession::Impl {
     if (net->traits.rope)
       rope = whtlm::backend::make_rope_tables(be, std::size_t(len), hd, c.rope_theta);
     lengths.assign(std::size_t(batch), 0);
+    pack(matrices);
   }
+
+  // The matrices to pack: every block's, and the head's (a tied head shares the token
+  // table, which the embedding still reads in fp32 from the parameters). None for f32.
+  std::vector<model::MatrixRef> matrix_weights() const {
+    std::vector<model::MatrixRef> all;
+    if (format == WeightFormat::f32) return all;
+    for (const model::Block& b : net->blocks)
+      for (const model::MatrixRef& m : b.matrices()) all.push_back(m);
+    all.push_back(net->head.matrix());
+    return all;
+  }
+  void pack(const std::vector<model::MatrixRef>& matrices) {
+    if (matrices.empty()) return;
+    if (be.device() != Device::cpu)
+      throw std::invalid_argument(std::string("--weights ") + weight_format_name(format) +
+                                  " runs on the CPU only (--device cpu)");
+    for (const model::MatrixRef& m : matrices) {
+      const std::size_t bytes = backend::packed_weight_bytes(format, m.out, m.in);
+      packed_storage.emplace_back(be, bytes);
+      backend::pack_weight(packed_storage.back().data(), format, P + m.offset, m.out, m.in,
+                           m.layout);
+      packed[m.offset] = {format, packed_storage.back().data(), m.out, m.in};
+      packed_bytes += bytes;
+    }
+  }
+  const model::PackedWeights* packed_weights() const { return packed.empty() ? nullptr : &packed; }
 
   // Runs n rows (tokens/positions filled, segments describing them) through the
   // blocks; x holds the final residual stream afterwards.
@@ -123,7 +167,7 @@ struct InferenceSession::Impl {
         be.attention_cached(b.att, b.qkv, qkvd, kc, vc, segs.data(), segs.size(), cache_shape,
                             att_scratch.data());
       };
-      net->blocks[l].forward(be, P, a, n, attend);
+      net->blocks[l].forward(be, P, a, n, attend, packed_weights());
     }
   }
 
@@ -136,7 +180,8 @@ struct InferenceSession::Impl {
         be.copy(att.data() + i * d, x.data() + rows[first + i] * d, d * sizeof(float));
       net->norm_f.forward(be, h.data(), {stats.data(), stats.data() + n}, att.data(), P, n);
       if (head_logits.size() < n * V) head_logits = DeviceArray<float>(be, n * V);
-      net->head.forward(be, head_logits.data(), h.data(), P, n);
+      net->head.forward(be, head_logits.data(), h.data(), P, n, backend::Write::overwrite,
+                        packed_weights());
       be.download(dst + first * V, head_logits.data(), n * V * sizeof(float));
     }
   }
@@ -149,12 +194,13 @@ struct InferenceSession::Impl {
 };
 
 InferenceSession::InferenceSession(const ModelConfig& config, const float* params, int max_batch,
-                                   int max_len, int chunk_rows)
+                                   int max_len, int chunk_rows, WeightFormat weights)
     : impl_(std::make_unique<Impl>(backend::cpu_backend(), config, params, max_batch, max_len,
-                                   chunk_rows)) {}
-InferenceSession::InferenceSession(Transformer& model, int max_batch, int max_len, int chunk_rows)
+                                   chunk_rows, weights)) {}
+InferenceSession::InferenceSession(Transformer& model, int max_batch, int max_len, int chunk_rows,
+                                   WeightFormat weights)
     : impl_(std::make_unique<Impl>(model.backend(), model.config(), model.device_params(),
-                                   max_batch, max_len, chunk_rows)) {}
+                                   max_batch, max_len, chunk_rows, weights)) {}
 InferenceSession::~InferenceSession() = default;
 
 std::size_t InferenceSession::kv_cache_bytes(const ModelConfig& c, int max_batch, int max_len) {
@@ -171,6 +217,8 @@ std::size_t InferenceSession::activation_bytes() const {
               m.stats.size() + m.att_scratch.size() + m.logits.size() + m.head_logits.size()) +
          sizeof(std::int32_t) * m.device_ids.size();
 }
+std::size_t InferenceSession::packed_weight_bytes() const { return impl_->packed_bytes; }
+WeightFormat InferenceSession::weight_format() const { return impl_->format; }
 int InferenceSession::max_batch() const { return impl_->max_batch; }
 int InferenceSession::max_len() const { return impl_->max_len; }
 int InferenceSession::length(int slot) const { return impl_->lengths.at(std::size_t(slot)); }

@@ -48,7 +48,12 @@ void Norm::backward(Backend& be, float* dx, float* G, const float* dy, const flo
 }
 
 void Linear::forward(Backend& be, float* y, const float* x, const float* P, std::size_t rows,
-                     Write y_write) const {
+                     Write y_write, const PackedWeights* packed) const {
+  if (packed != nullptr)
+    if (const auto it = packed->find(w); it != packed->end()) {
+      be.linear_forward_packed(y, x, it->second, bias ? P + b : nullptr, rows, y_write);
+      return;
+    }
   be.linear_forward(y, x, P + w, bias ? P + b : nullptr, shape(rows), y_write);
 }
 
@@ -78,11 +83,18 @@ Block::Block(const ModelConfig& c, const BlockOffsets& o, const OutputProjection
       proj_offset_(o.proj) {
   const FamilyTraits t = FamilyTraits::of(c.family);
   activation_ = t.activation;
+  layout_ = t.layout;
   norm1_ = make_norm(t, c, o.norm1_w, o.norm1_b);
   norm2_ = make_norm(t, c, o.norm2_w, o.norm2_b);
   qkv_ = make_linear(t, o.qkv_w, o.qkv_b, d_, static_cast<std::size_t>(c.qkv_dim()));
   fc_ = make_linear(t, o.fc_w, o.fc_b, d_, ff_ * static_cast<std::size_t>(t.fc_width_factor));
   down_ = make_linear(t, o.down_w, o.down_b, ff_, d_);
+}
+
+std::vector<MatrixRef> Block::matrices() const {
+  std::vector<MatrixRef> m{qkv_.matrix(), fc_.matrix(), down_.matrix()};
+  if (proj_->kind() == Projection::dense) m.push_back({proj_offset_, d_, d_, layout_});
+  return m;
 }
 
 void Block::activation_forward(Backend& be, float* hid, const float* fc, std::size_t rows) const {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -58,6 +59,17 @@ struct Norm {
                 NormStats st, const float* P, std::size_t rows) const;
 };
 
+// Packed copies of matrix weights for inference (backend/weights.hpp), by the offset
+// of the fp32 weight in the parameter buffer. A layer whose weight is here reads the
+// packed copy; every other layer reads the parameters.
+using PackedWeights = std::unordered_map<std::size_t, backend::PackedWeight>;
+
+// A matrix weight of the model: where it is and its shape (what packing needs).
+struct MatrixRef {
+  std::size_t offset = 0, in = 0, out = 0;
+  backend::WeightLayout layout{};
+};
+
 // A linear layer with its weight layout and bias resolved.
 struct Linear {
   std::size_t w = 0, b = 0;
@@ -66,9 +78,12 @@ struct Linear {
   backend::WeightLayout layout{};
 
   backend::LinearShape shape(std::size_t rows) const { return {rows, in, out, layout}; }
+  MatrixRef matrix() const { return {w, in, out, layout}; }
   // y = x w (+ b), or y += ... with Write::accumulate. x: [rows, in], y: [rows, out].
+  // With packed weights that hold this layer's, reads the packed copy.
   void forward(backend::Backend& be, float* y, const float* x, const float* P, std::size_t rows,
-               backend::Write y_write = backend::Write::overwrite) const;
+               backend::Write y_write = backend::Write::overwrite,
+               const PackedWeights* packed = nullptr) const;
   // dx = dy w^T (overwritten); the weight's (and bias's) gradients added into G.
   void backward(backend::Backend& be, float* dx, float* G, const float* dy, const float* x,
                 const float* P, std::size_t rows) const;
@@ -107,20 +122,26 @@ class Block {
   Block(const ModelConfig& c, const BlockOffsets& offsets, const OutputProjection& proj);
 
   // Runs the block forward. attend(a) fills a.att (and a.lse in training) from a.qkv.
+  // packed: inference's packed matrix weights, or nullptr.
   template <class Attend>
   void forward(backend::Backend& be, const float* P, const BlockActivations& a, std::size_t rows,
-               Attend&& attend) const {
+               Attend&& attend, const PackedWeights* packed = nullptr) const {
+    using backend::Write;
     norm1_.forward(be, a.h1, a.norm1, a.x, P, rows);
-    qkv_.forward(be, a.qkv, a.h1, P, rows);
+    qkv_.forward(be, a.qkv, a.h1, P, rows, Write::overwrite, packed);
     attend(a);
     if (a.mid != a.x) be.copy(a.mid, a.x, rows * d_ * sizeof(float));
-    proj_->forward(be, a.mid, a.att, P + proj_offset_, rows);  // mid += proj(att)
+    proj_->forward(be, a.mid, a.att, P + proj_offset_, rows,
+                   find(packed, proj_offset_));  // mid += proj(att)
     norm2_.forward(be, a.h2, a.norm2, a.mid, P, rows);
-    fc_.forward(be, a.fc, a.h2, P, rows);
+    fc_.forward(be, a.fc, a.h2, P, rows, Write::overwrite, packed);
     activation_forward(be, a.hid, a.fc, rows);
     if (a.y != a.mid) be.copy(a.y, a.mid, rows * d_ * sizeof(float));
-    down_.forward(be, a.y, a.hid, P, rows, backend::Write::accumulate);  // y += down(hid)
+    down_.forward(be, a.y, a.hid, P, rows, Write::accumulate, packed);  // y += down(hid)
   }
+
+  // The block's matrix weights (qkv, the dense output projection's, fc, down).
+  std::vector<MatrixRef> matrices() const;
 
   // The backward of forward: g.dres holds d y on entry and d x on return; parameter
   // gradients are added into G. attend_backward(g.dqkv, g.dx, a) turns the gradient
@@ -141,6 +162,11 @@ class Block {
   }
 
  private:
+  static const backend::PackedWeight* find(const PackedWeights* packed, std::size_t offset) {
+    if (packed == nullptr) return nullptr;
+    const auto it = packed->find(offset);
+    return it == packed->end() ? nullptr : &it->second;
+  }
   void activation_forward(backend::Backend& be, float* hid, const float* fc,
                           std::size_t rows) const;
   void activation_backward(backend::Backend& be, float* dfc, const float* dhid, const float* fc,
@@ -152,6 +178,7 @@ class Block {
   Linear qkv_, fc_, down_;
   const OutputProjection* proj_;
   std::size_t proj_offset_;
+  backend::WeightLayout layout_{};  // of the dense output projection's weight
 };
 
 // The whole stack: embeddings, the blocks, the final norm and the head, resolved from

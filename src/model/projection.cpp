@@ -56,9 +56,10 @@ struct Reference {
 template <class Impl>
 class Projector : public OutputProjection {
  public:
-  void forward(backend::Backend& be, float* y, const float* x, const float* p,
-               std::size_t rows) const override {
-    self().fwd(be, y, x, p, rows);
+  void forward(backend::Backend& be, float* y, const float* x, const float* p, std::size_t rows,
+               const backend::PackedWeight* packed) const override {
+    if (packed == nullptr || !self().fwd_packed(be, y, x, p, rows, *packed))
+      self().fwd(be, y, x, p, rows);
   }
   void forward(double* y, const double* x, const double* p, std::size_t rows) const override {
     Reference ref;
@@ -77,6 +78,12 @@ class Projector : public OutputProjection {
 
  protected:
   std::vector<ProjectionParam> params_;
+  // A variant with a matrix weight hides this with a forward that reads the packed
+  // copy; the others have nothing to pack.
+  bool fwd_packed(backend::Backend&, float*, const float*, const float*, std::size_t,
+                  const backend::PackedWeight&) const {
+    return false;
+  }
 
  private:
   const Impl& self() const { return static_cast<const Impl&>(*this); }
@@ -103,6 +110,12 @@ class Dense final : public Projector<Dense> {
   void fwd(Ops& ops, T* y, const T* x, const T* p, std::size_t rows) const {
     ops.linear_forward(y, x, p, bias_ ? p + d_ * d_ : nullptr, {rows, d_, d_, layout_},
                        backend::Write::accumulate);
+  }
+  bool fwd_packed(backend::Backend& be, float* y, const float* x, const float* p, std::size_t rows,
+                  const backend::PackedWeight& w) const {
+    be.linear_forward_packed(y, x, w, bias_ ? p + d_ * d_ : nullptr, rows,
+                             backend::Write::accumulate);
+    return true;
   }
   template <class Ops, class T>
   void bwd(Ops& ops, T* dx, T* dp, const T* dy, const T* x, const T* p, std::size_t rows) const {

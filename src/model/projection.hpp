@@ -16,7 +16,8 @@
 // parameter layout reads a variant's parameters and cost and needs no kernel.
 namespace whtlm::backend {
 class Backend;
-}
+struct PackedWeight;
+}  // namespace whtlm::backend
 
 namespace whtlm::model {
 
@@ -40,9 +41,10 @@ class OutputProjection {
   // x: rows x d (the attention output), y: rows x d. Adds the projection of x into y
   // (y is the residual stream): y += P(x). p points at the projection's block. The
   // float version runs on a backend (pointers on its device); the double version is
-  // the tests' reference, on the CPU.
+  // the tests' reference, on the CPU. packed: inference's packed copy of the dense
+  // weight, read instead of p's when given (the other variants have no matrix).
   virtual void forward(backend::Backend& be, float* y, const float* x, const float* p,
-                       std::size_t rows) const = 0;
+                       std::size_t rows, const backend::PackedWeight* packed = nullptr) const = 0;
   virtual void forward(double* y, const double* x, const double* p, std::size_t rows) const = 0;
 
   // dy: rows x d, the gradient arriving at y. Writes dx (rows x d, overwritten; it may

@@ -234,6 +234,9 @@ const ParamLayout& Transformer::layout() const { return impl_->layout; }
 Device Transformer::device() const { return impl_->be.device(); }
 backend::Backend& Transformer::backend() const { return impl_->be; }
 std::span<float> Transformer::params() {
+  // The caller may write the weights through this view: copies of them the backend
+  // keeps (the CPU's bf16 weights) are made again on their next use.
+  impl_->be.parameters_changed();
   return {impl_->host_params_data(), impl_->layout.total_floats()};
 }
 std::span<const float> Transformer::params() const {
@@ -246,6 +249,7 @@ void Transformer::download_params() {
 }
 void Transformer::upload_params() {
   Impl& m = *impl_;
+  m.be.parameters_changed();
   if (!m.on_host())
     m.be.upload(m.params.data(), m.host_params.data(), m.params.size() * sizeof(float));
 }

@@ -107,7 +107,7 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
 
         const std::size_t n = o.projections.size();
         std::vector<std::vector<double>> pre(n), dec(n), ms(n);
-        std::vector<std::size_t> rss(n, 0), act(n, 0), peak(n, 0);
+        std::vector<std::size_t> rss(n, 0), act(n, 0), peak(n, 0), packed(n, 0);
         for (int rep = 0; rep <= o.repetitions; ++rep) {  // round 0 warms up, untimed
           for (std::size_t k = 0; k < n; ++k) {
             Transformer& m = *models[k];
@@ -116,7 +116,7 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
             be.release_caches();  // shared scratch counts for every case, not only the first
             be.reset_peak();      // from what is held now: every model's weights
             const std::size_t held = be.peak_allocated();
-            InferenceSession s(m, batch, len);
+            InferenceSession s(m, batch, len, kDefaultChunkRows, o.weights);
             // Prefill and decode return logits in host memory, so each has finished on
             // the device when it returns.
             auto t0 = Clock::now();
@@ -133,6 +133,7 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
             ms[k].push_back(1e3 * td / o.decode);
             rss[k] = std::max(rss[k], current_rss_bytes());
             act[k] = s.activation_bytes();
+            packed[k] = s.packed_weight_bytes();
           }
           if (o.progress && rep > 0)
             o.progress(name + " round " + std::to_string(rep) + "/" +
@@ -161,6 +162,9 @@ InferBenchResult infer_bench(const InferBenchOptions& o) {
           r.peak_rss_bytes = peak_rss_bytes();
           r.device = models[k]->backend().description();
           r.device_peak_bytes = peak[k];
+          r.precision = o.precision;
+          r.weights = o.weights;
+          r.packed_weight_bytes = packed[k];
           result.rows.push_back(r);
         }
       }
@@ -208,7 +212,11 @@ std::string infer_bench_jsonl(const InferBenchResult& result, int repetitions) {
                        {"activation_bytes", r.activation_bytes},
                        {"rss_bytes", r.rss_bytes},
                        {"peak_rss_bytes", r.peak_rss_bytes},
-                       {"blas", blas_description()}};
+                       {"blas", blas_description()},
+                       {"isa", isa_summary()},
+                       {"precision", precision_name(r.precision)},
+                       {"weights", weight_format_name(r.weights)},
+                       {"packed_weight_bytes", r.packed_weight_bytes}};
       if (!prefill) j["ms_per_step"] = r.decode_ms_per_step.median;
       if (vs) {
         const VsDense& v = prefill ? vs->prefill : vs->decode;

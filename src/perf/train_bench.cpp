@@ -142,7 +142,8 @@ std::string train_bench_jsonl(const std::vector<TrainBenchRow>& rows, const Trai
                      {"device", r.device},
                      {"precision", precision_name(o.precision)},
                      {"device_peak_bytes", r.device_peak_bytes},
-                     {"blas", blas_description()}};
+                     {"blas", blas_description()},
+                     {"isa", isa_summary()}};
     if (const std::optional<VsDense> vs = train_vs_dense(rows, r)) {
       j["ratio_vs_dense"] = vs->measured;
       j["flops_ratio_vs_dense"] = vs->expected;

@@ -122,6 +122,7 @@ void load_run(const std::string& dir, const std::string& size, Data& data) {
   r.seed = state.options.seed;
   r.batch = state.options.batch;
   r.lr = state.options.lr;
+  r.precision = state.options.precision;
   r.seq = state.options.seq;
   r.steps_done = state.step;
   r.steps_total = state.total_steps;

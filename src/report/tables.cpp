@@ -39,13 +39,21 @@ class Tables {
   }
 
   std::string intro() const {
-    std::size_t finished = 0;
-    for (const TrainRun& r : d_.runs) finished += r.finished() ? 1 : 0;
+    std::size_t finished = 0, bf16 = 0;
+    for (const TrainRun& r : d_.runs) {
+      finished += r.finished() ? 1 : 0;
+      bf16 += r.precision == Precision::bf16 ? 1 : 0;
+    }
+    const std::string products = bf16 == 0                ? "fp32"
+                                 : bf16 == d_.runs.size() ? "bf16 with fp32 accumulation"
+                                                          : std::to_string(bf16) + " of " +
+                                                                std::to_string(d_.runs.size()) +
+                                                                " runs in bf16, the others in fp32";
     return "Dense, Hadamard (wht) and identity attention output projections trained on the same "
            "data, seeds and token budget (" +
            std::to_string(finished) + " finished training runs over " +
-           std::to_string(c_.sizes.size()) +
-           " sizes), and their inference throughput measured "
+           std::to_string(c_.sizes.size()) + " sizes; matrix products in " + products +
+           "), and their inference throughput measured "
            "side by side (" +
            std::to_string(d_.infer.size()) +
            " cases). Every figure below is computed from the linked data files; each verdict "

@@ -168,7 +168,7 @@ hcase train-proj-bogus error --proj bogus -- whtlm "${TRAIN[@]}" --steps 1 --pro
 hcase train-scale-init-bogus error --scale-init half -- whtlm "${TRAIN[@]}" --steps 1 --proj wht --scale-init half --out r
 check '"$PY" -c "import json,sys; sys.exit(json.load(open(\"r/train_state.json\"))[\"options\"][\"scale_init\"] != \"one\")"'
 hcase train-scale-init-one ok -- whtlm "${TRAIN[@]}" --steps 1 --proj wht --scale-init one --out r
-hcase train-precision-bf16-cpu error --precision bf16 -- whtlm "${TRAIN[@]}" --steps 1 --precision bf16 --out r
+hcase train-precision-fp16 error --precision fp16 -- whtlm "${TRAIN[@]}" --steps 1 --precision fp16 --out r
 hcase train-data-missing error nothere.txt -- whtlm "${TRAIN[@]}" --steps 1 --data nothere.txt --out r
 given ': >empty.txt'
 hcase train-data-empty error empty.txt -- whtlm "${TRAIN[@]}" --steps 1 --data empty.txt --out r
@@ -780,7 +780,9 @@ hcase gen-checkpoint-missing error nothere -- whtlm "${GEN[@]}" --checkpoint not
 given 'echo "not a folder" >ck'
 hcase gen-checkpoint-file error ck -- whtlm "${GEN[@]}" --checkpoint ck --prompt hi
 given 'fixture ck-llama'
-hcase gen-precision-bf16-cpu error --precision bf16 -- whtlm "${GEN[@]}" --checkpoint ck-llama --prompt hi --precision bf16
+hcase gen-precision-fp16 error --precision fp16 -- whtlm "${GEN[@]}" --checkpoint ck-llama --prompt hi --precision fp16
+given 'fixture ck-llama'
+hcase gen-weights-q4 error --weights q4 -- whtlm "${GEN[@]}" --checkpoint ck-llama --prompt hi --weights q4
 given 'fixture run'
 hcase gen-run-ok ok -- whtlm "${GEN[@]}" --checkpoint run --prompt "the lord" --top-k 5 --top-p 0.9 --repetition-penalty 1.2
 
@@ -968,8 +970,8 @@ given 'fixture plan.json; json_set plan.json evals -1'
 hcase exp-config-evals-neg error plan.json evals -- whtlm "${EXP[@]}" --out e
 given 'fixture plan.json; json_set plan.json device "\"tpu\""'
 hcase exp-config-device-unknown error plan.json device tpu -- whtlm "${EXP[@]}" --out e
-given 'fixture plan.json; json_set plan.json precision "\"bf16\""'
-hcase exp-config-bf16-on-cpu error plan.json precision cuda -- whtlm "${EXP[@]}" --out e
+given 'fixture plan.json; json_set plan.json precision "\"fp16\""'
+hcase exp-config-precision-fp16 error plan.json precision fp16 -- whtlm "${EXP[@]}" --out e
 given 'fixture plan.json; json_set plan.json data "\"nowhere/shards\""'
 hcase exp-config-data-missing error nowhere/shards prepare -- whtlm "${EXP[@]}" --out e
 given 'fixture plan.json'

@@ -7,10 +7,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "backend/cpu/bf16.hpp"
 #include "base/parallel.hpp"
 #include "whtlm/hadamard.hpp"
 #include "whtlm/io.hpp"
@@ -21,16 +24,82 @@ namespace {
 
 // Allocation sizes are kept in a 64-byte header so release() can count them.
 constexpr std::size_t kHeader = 64;
+// Products of up to this many rows with a packed weight read it directly (decoding);
+// more rows run bf16 products (prefill).
+constexpr std::size_t kPackedGemvRows = 16;
+
+// The bf16 copies of the weights that bf16 products read, made on a weight's first use
+// after it changed and kept until it changes again: once per optimizer step, not per
+// call. Shared by the fp32 and bf16 backends, since either may write a weight (the
+// optimizer updates CPU models through the fp32 one). Every backend entry point that
+// writes memory (upload, copy, zero, release, adamw) drops the copies it overlaps;
+// code that writes parameters behind the backend's back says so with
+// parameters_changed() (Transformer::params() does).
+class WeightCache {
+ public:
+  // The bf16 copy of w[0 .. n), made with alloc when missing.
+  template <class Alloc>
+  const std::uint16_t* get(const float* w, std::size_t n, Alloc&& alloc) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(w);
+    if (it != entries_.end() && it->second.n == n) return it->second.data;
+    if (it != entries_.end()) drop(it);
+    auto* data = static_cast<std::uint16_t*>(alloc(n * sizeof(std::uint16_t)));
+    to_bf16(data, w, n);
+    entries_[w] = {data, n};
+    return data;
+  }
+  // Drops the copies of weights that overlap [p, p + bytes).
+  void invalidate(const void* p, std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const char* lo = static_cast<const char*>(p);
+    const char* hi = lo + bytes;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      const char* w = reinterpret_cast<const char*>(it->first);
+      if (w < hi && lo < w + it->second.n * sizeof(float))
+        it = drop(it);
+      else
+        ++it;
+    }
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (!entries_.empty()) drop(entries_.begin());
+  }
+  // Set once by the backend whose allocator holds the copies.
+  void set_release(void (*release)(void*)) { release_ = release; }
+
+ private:
+  struct Entry {
+    std::uint16_t* data = nullptr;
+    std::size_t n = 0;
+  };
+  std::map<const float*, Entry>::iterator drop(std::map<const float*, Entry>::iterator it) {
+    release_(it->second.data);
+    return entries_.erase(it);
+  }
+  std::mutex mutex_;
+  std::map<const float*, Entry> entries_;
+  void (*release_)(void*) = nullptr;
+};
+
+WeightCache& weight_cache() {
+  static WeightCache cache;
+  return cache;
+}
 
 class CpuBackend final : public Backend {
  public:
   // Subnormals are flushed on every thread that runs our kernels, from the start: the
   // backend's floating-point mode is its own business, not its callers'.
-  CpuBackend() { flush_denormals(); }
+  explicit CpuBackend(Precision precision) : bf16_(precision == Precision::bf16) {
+    flush_denormals();
+  }
   Device device() const override { return Device::cpu; }
   std::string description() const override {
-    return std::string("cpu (") + isa_name(detected_isa()) + ", " + std::to_string(num_threads()) +
-           " threads)";
+    return std::string("cpu ") + (bf16_ ? "bf16" : "fp32") + " (" + isa_name(detected_isa()) +
+           ", " + std::to_string(num_threads()) + " threads" +
+           (bf16_ ? ", bf16 products: " + bf16_support() : std::string()) + ")";
   }
 
   void* allocate(std::size_t bytes) override {
@@ -59,34 +128,105 @@ class CpuBackend final : public Backend {
   void release(void* p) override {
     if (p == nullptr) return;
     void* base = static_cast<char*>(p) - kHeader;
+    weight_cache().invalidate(p, *static_cast<std::size_t*>(base) - kHeader);
+    free_counted(p);
+  }
+  void free_counted(void* p) {
+    if (p == nullptr) return;
+    void* base = static_cast<char*>(p) - kHeader;
     held_ -= *static_cast<std::size_t*>(base);
     std::free(base);
   }
   void upload(void* dst, const void* src, std::size_t bytes) override {
-    if (bytes) std::memcpy(dst, src, bytes);
+    if (bytes == 0) return;
+    weight_cache().invalidate(dst, bytes);
+    std::memcpy(dst, src, bytes);
   }
   void download(void* dst, const void* src, std::size_t bytes) override {
-    if (bytes) std::memcpy(dst, src, bytes);
+    if (bytes == 0) return;
+    weight_cache().invalidate(dst, bytes);
+    std::memcpy(dst, src, bytes);
   }
   void copy(void* dst, const void* src, std::size_t bytes) override {
-    if (bytes) std::memmove(dst, src, bytes);
+    if (bytes == 0) return;
+    weight_cache().invalidate(dst, bytes);
+    std::memmove(dst, src, bytes);
   }
   void zero(void* dst, std::size_t bytes) override {
-    if (bytes) std::memset(dst, 0, bytes);
+    if (bytes == 0) return;
+    weight_cache().invalidate(dst, bytes);
+    std::memset(dst, 0, bytes);
   }
+  void parameters_changed() override { weight_cache().clear(); }
   void synchronize() override {}
   std::uint64_t memory_available() const override { return io::host_memory_available(); }
   std::size_t peak_allocated() const override { return peak_.load(); }
   void reset_peak() override { peak_ = held_.load(); }
-  void release_caches() override {}
+  void release_caches() override {
+    weight_cache().clear();
+    for (Scratch& s : scratch_) {
+      free_counted(s.data);
+      s = {};
+    }
+  }
 
   void linear_forward(float* y, const float* x, const float* w, const float* b,
                       const LinearShape& s, Write y_write) override {
-    backend::linear_forward(y, x, w, b, s, y_write);
+    if (!bf16_) {
+      backend::linear_forward(y, x, w, b, s, y_write);
+      return;
+    }
+    const bool in_out = s.layout == WeightLayout::in_out;
+    const std::uint16_t* wb = bf16_weight(w, s.in * s.out);
+    if (s.rows <= kPackedGemvRows && !in_out) {
+      // Decoding: the bf16 copy [out, in] is a packed bf16 weight; read it directly.
+      packed_gemv(y, x, {WeightFormat::bf16, wb, s.out, s.in}, b, s.rows, y_write);
+      return;
+    }
+    if (b != nullptr) add_rows(y, b, s.rows, s.out, y_write);
+    std::uint16_t* xb = scratch(0, s.rows * s.in);
+    to_bf16(xb, x, s.rows * s.in);
+    gemm_bf16(Trans::no, in_out ? Trans::no : Trans::yes, s.rows, s.out, s.in, xb, s.in, wb,
+              in_out ? s.out : s.in, b != nullptr || y_write == Write::accumulate, y, s.out);
   }
   void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                        const float* w, const LinearShape& s, Write dx_write) override {
-    backend::linear_backward(dx, dw, db, dy, x, w, s, dx_write);
+    if (!bf16_) {
+      backend::linear_backward(dx, dw, db, dy, x, w, s, dx_write);
+      return;
+    }
+    const bool in_out = s.layout == WeightLayout::in_out;
+    std::uint16_t* dyb = scratch(0, s.rows * s.out);
+    to_bf16(dyb, dy, s.rows * s.out);
+    if (dx != nullptr) {
+      const std::uint16_t* wb = bf16_weight(w, s.in * s.out);
+      // dx = dy w^T for w [in, out]; dx = dy w for w [out, in].
+      gemm_bf16(Trans::no, in_out ? Trans::yes : Trans::no, s.rows, s.in, s.out, dyb, s.out, wb,
+                in_out ? s.out : s.in, dx_write == Write::accumulate, dx, s.in);
+    }
+    std::uint16_t* xb = scratch(1, s.rows * s.in);
+    to_bf16(xb, x, s.rows * s.in);
+    if (in_out)  // dw[in, out] += x^T dy
+      gemm_bf16(Trans::yes, Trans::no, s.in, s.out, s.rows, xb, s.in, dyb, s.out, true, dw, s.out);
+    else  // dw[out, in] += dy^T x
+      gemm_bf16(Trans::yes, Trans::no, s.out, s.in, s.rows, dyb, s.out, xb, s.in, true, dw, s.in);
+    if (db != nullptr) backend::column_sum(db, dy, s.rows, s.out);
+  }
+  void linear_forward_packed(float* y, const float* x, const PackedWeight& w, const float* b,
+                             std::size_t rows, Write y_write) override {
+    if (rows <= kPackedGemvRows || w.format == WeightFormat::f32) {
+      packed_gemv(y, x, w, b, rows, y_write);
+      return;
+    }
+    // Prefill: the weight unpacked to bf16 once per call (a small cost next to a
+    // product of many rows), the activations converted, one bf16 product.
+    if (b != nullptr) add_rows(y, b, rows, w.out, y_write);
+    std::uint16_t* wb = scratch(1, w.out * w.in);
+    unpack_weight_bf16(wb, w, 0, w.out);
+    std::uint16_t* xb = scratch(0, rows * w.in);
+    to_bf16(xb, x, rows * w.in);
+    gemm_bf16(Trans::no, Trans::yes, rows, w.out, w.in, xb, w.in, wb, w.in,
+              b != nullptr || y_write == Write::accumulate, y, w.out);
   }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, const NormShape& s, float eps) override {
@@ -213,6 +353,7 @@ class CpuBackend final : public Backend {
   }
   void adamw(float* p, const float* g, float* m, float* v, std::size_t n, float lr, float b1,
              float b2, float eps, float c1, float c2, float shrink) override {
+    weight_cache().invalidate(p, n * sizeof(float));
     parallel_ranges(n, n * 8, [&](std::size_t i0, std::size_t len) {
       float* pp = p + i0;
       const float* gg = g + i0;
@@ -229,14 +370,59 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  std::atomic<std::size_t> held_{0}, peak_{0};
+  // y = b in every row, or y += b with Write::accumulate.
+  static void add_rows(float* y, const float* b, std::size_t rows, std::size_t n, Write w) {
+    parallel_ranges(rows, rows * n, [&](std::size_t r0, std::size_t nr) {
+      for (std::size_t r = r0; r < r0 + nr; ++r) {
+        float* yr = y + r * n;
+        if (w == Write::accumulate) {
+#pragma omp simd
+          for (std::size_t j = 0; j < n; ++j) yr[j] += b[j];
+        } else {
+          std::memcpy(yr, b, n * sizeof(float));
+        }
+      }
+    });
+  }
+  const std::uint16_t* bf16_weight(const float* w, std::size_t n) {
+    return weight_cache().get(w, n, [this](std::size_t bytes) { return allocate(bytes); });
+  }
+  // Room for bf16 operands; each of the two slots grows to the largest product and
+  // stays (counted by the allocator, freed by release_caches()).
+  struct Scratch {
+    void* data = nullptr;
+    std::size_t bytes = 0;
+  };
+  std::uint16_t* scratch(int slot, std::size_t n) {
+    Scratch& s = scratch_[slot];
+    if (s.bytes < n * sizeof(std::uint16_t)) {
+      free_counted(s.data);
+      s = {};
+      s.data = allocate(n * sizeof(std::uint16_t));
+      s.bytes = n * sizeof(std::uint16_t);
+    }
+    return static_cast<std::uint16_t*>(s.data);
+  }
+
+  bool bf16_;
+  // Host memory is one device whichever precision's backend allocates it (the
+  // optimizer's moments come from the fp32 one while a bf16 model trains): the two
+  // instances count into the same totals.
+  static inline std::atomic<std::size_t> held_{0}, peak_{0};
+  Scratch scratch_[2];
 };
 
 }  // namespace
 
-Backend& backend() {
-  static CpuBackend instance;
-  return instance;
+Backend& backend(Precision precision) {
+  static CpuBackend fp32(Precision::fp32), bf16(Precision::bf16);
+  static const bool once = [] {
+    weight_cache().set_release(
+        [](void* p) { static_cast<CpuBackend&>(backend(Precision::bf16)).free_counted(p); });
+    return true;
+  }();
+  (void)once;
+  return precision == Precision::bf16 ? bf16 : fp32;
 }
 
 }  // namespace whtlm::backend::cpu

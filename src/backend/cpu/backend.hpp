@@ -5,6 +5,7 @@
 
 namespace whtlm::backend::cpu {
 
-Backend& backend();
+// One instance per precision: fp32, or bf16 products (bf16.hpp).
+Backend& backend(Precision precision = Precision::fp32);
 
 }  // namespace whtlm::backend::cpu

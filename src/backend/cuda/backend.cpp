@@ -95,6 +95,7 @@ class CudaBackend final : public Backend {
     peak_ = held_;
   }
   void release_caches() override { scratch_.reset(); }
+  void parameters_changed() override {}  // bf16 operands are converted per call
 
   // The kernels take the shapes as plain sizes (kernels.hpp); they are unpacked here.
   void linear_forward(float* y, const float* x, const float* w, const float* b,
@@ -114,6 +115,11 @@ class CudaBackend final : public Backend {
                                  bf16_scratch(s.rows, s.in, s.out));
     else
       cuda::linear_backward(dx, dw, db, dy, x, w, s.rows, s.in, s.out, in_out, add);
+  }
+  void linear_forward_packed(float*, const float*, const PackedWeight& w, const float*, std::size_t,
+                             Write) override {
+    throw std::invalid_argument(std::string("--weights ") + weight_format_name(w.format) +
+                                " runs on the CPU only (--device cpu)");
   }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, const NormShape& s, float eps) override {

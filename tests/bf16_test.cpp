@@ -1,0 +1,183 @@
+// bf16 products on the CPU (src/backend/cpu/bf16.hpp) against their fp32 twins.
+//
+// The bound. bf16 keeps 8 significant bits, so rounding an operand to nearest moves it
+// by at most u = 2^-8 of itself (half a unit in the last place: 2^-9 relative, taken
+// as 2^-8 to cover the binade's lower end). A product term a b then moves by at most
+// (2u + u^2) |a b|, and a sum of k terms accumulated in fp32 adds at most
+// k 2^-24 sum |a b| more. So for each output
+//     |bf16 - exact| <= (2u + u^2 + k 2^-24) sum_p |a_p b_p|,
+// with `exact` computed in double from the fp32 inputs. The tests check that bound
+// for every output, and that it is not trivially loose: the observed error must be
+// more than a thousandth of it somewhere (bf16 really ran).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "backend/cpu/bf16.hpp"
+#include "whtlm/matmul.hpp"
+
+namespace whtlm {
+namespace {
+
+using backend::LinearShape;
+using backend::WeightLayout;
+using backend::Write;
+
+constexpr double kU = 1.0 / 256.0;
+
+backend::Backend* bf16_backend() {
+  if (precision_support().bf16 == "none") return nullptr;
+  return &backend::get(Device::cpu, Precision::bf16);
+}
+
+std::vector<float> random(std::size_t n, std::uint32_t seed, float scale = 1.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+
+// out[i][j] = sum_p A(i,p) B(p,j) in double, and the bound's sum of |terms|.
+struct Exact {
+  std::vector<double> value, magnitude;
+};
+template <class A, class B>
+Exact exact(std::size_t m, std::size_t n, std::size_t k, A&& a, B&& b) {
+  Exact e{std::vector<double>(m * n), std::vector<double>(m * n)};
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double s = 0, mag = 0;
+      for (std::size_t p = 0; p < k; ++p) {
+        const double t = double(a(i, p)) * double(b(p, j));
+        s += t;
+        mag += std::fabs(t);
+      }
+      e.value[i * n + j] = s;
+      e.magnitude[i * n + j] = mag;
+    }
+  return e;
+}
+
+// Checks got against exact (+ base, what was in the output before) within the bound.
+void expect_within_bound(const std::vector<float>& got, const Exact& e, std::size_t k,
+                         const std::vector<float>& base, const char* what) {
+  const double rel = 2 * kU + kU * kU + double(k) * std::ldexp(1.0, -24);
+  double worst_share = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double want = e.value[i] + (base.empty() ? 0.0 : double(base[i]));
+    const double bound = rel * e.magnitude[i] + std::ldexp(std::fabs(want), -23);
+    const double err = std::fabs(double(got[i]) - want);
+    ASSERT_LE(err, bound) << what << " output " << i;
+    worst_share = std::max(worst_share, err / bound);
+  }
+  EXPECT_GT(worst_share, 1e-3) << what << ": no bf16 rounding seen; did fp32 run?";
+}
+
+class Bf16Linear : public ::testing::TestWithParam<WeightLayout> {};
+
+TEST_P(Bf16Linear, ForwardAndBackwardWithinTheBoundOfBf16Operands) {
+  backend::Backend* be = bf16_backend();
+  if (be == nullptr) GTEST_SKIP() << "no bf16 products on this CPU";
+  const WeightLayout layout = GetParam();
+  const bool in_out = layout == WeightLayout::in_out;
+  const std::size_t rows = 37, in = 96, out = 80;
+  const LinearShape s{rows, in, out, layout};
+  const std::vector<float> x = random(rows * in, 1), w = random(in * out, 2, 0.1f),
+                           b = random(out, 3), dy = random(rows * out, 4);
+  auto W = [&](std::size_t i, std::size_t o) { return in_out ? w[i * out + o] : w[o * in + i]; };
+
+  // Forward, overwriting and accumulating (a bias, then a residual add).
+  std::vector<float> y(rows * out);
+  be->linear_forward(y.data(), x.data(), w.data(), nullptr, s, Write::overwrite);
+  const Exact fwd = exact(
+      rows, out, in, [&](std::size_t r, std::size_t p) { return x[r * in + p]; },
+      [&](std::size_t p, std::size_t o) { return W(p, o); });
+  expect_within_bound(y, fwd, in, {}, "y = x w");
+  std::vector<float> base = random(rows * out, 5), y2 = base;
+  be->linear_forward(y2.data(), x.data(), w.data(), b.data(), s, Write::accumulate);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t o = 0; o < out; ++o) base[r * out + o] += b[o];
+  expect_within_bound(y2, fwd, in, base, "y += x w + b");
+
+  // Backward: dx = dy w^T, dw += x^T dy (onto what is there), db += sum dy.
+  std::vector<float> dx(rows * in), dw0 = random(in * out, 6), dw = dw0, db(out, 1.0f);
+  be->linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s,
+                      Write::overwrite);
+  const Exact bdx = exact(
+      rows, in, out, [&](std::size_t r, std::size_t o) { return dy[r * out + o]; },
+      [&](std::size_t o, std::size_t i) { return W(i, o); });
+  expect_within_bound(dx, bdx, out, {}, "dx");
+  // dw in its stored layout.
+  const Exact bdw =
+      in_out ? exact(
+                   in, out, rows, [&](std::size_t i, std::size_t r) { return x[r * in + i]; },
+                   [&](std::size_t r, std::size_t o) { return dy[r * out + o]; })
+             : exact(
+                   out, in, rows, [&](std::size_t o, std::size_t r) { return dy[r * out + o]; },
+                   [&](std::size_t r, std::size_t i) { return x[r * in + i]; });
+  expect_within_bound(dw, bdw, rows, dw0, "dw");
+  for (std::size_t o = 0; o < out; ++o) {
+    double s_ = 1.0;
+    for (std::size_t r = 0; r < rows; ++r) s_ += dy[r * out + o];
+    EXPECT_NEAR(db[o], s_, 1e-4) << "db is summed in fp32";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, Bf16Linear,
+                         ::testing::Values(WeightLayout::in_out, WeightLayout::out_in));
+
+// The bf16 copy of a weight is made once and reused; every way of changing the weight
+// through the backend (upload, copy, zero, the optimizer) or behind it (with
+// parameters_changed()) makes the next product read the new values.
+TEST(Bf16Weights, CopiesFollowEveryChangeOfTheWeight) {
+  backend::Backend* be = bf16_backend();
+  if (be == nullptr) GTEST_SKIP() << "no bf16 products on this CPU";
+  const std::size_t rows = 8, in = 32, out = 16;
+  const LinearShape s{rows, in, out, WeightLayout::out_in};
+  backend::DeviceArray<float> w(*be, in * out), y(*be, rows * out);
+  std::vector<float> x(rows * in, 1.0f);
+  auto first_output = [&] {
+    be->linear_forward(y.data(), x.data(), w.data(), nullptr, s, Write::overwrite);
+    return y.data()[0];
+  };
+  std::vector<float> ones(in * out, 1.0f), twos(in * out, 2.0f);
+  be->upload(w.data(), ones.data(), ones.size() * sizeof(float));
+  EXPECT_EQ(first_output(), float(in));
+  be->upload(w.data(), twos.data(), twos.size() * sizeof(float));
+  EXPECT_EQ(first_output(), float(2 * in)) << "after upload";
+  be->zero(w.data(), in * sizeof(float));  // row 0 of w: output 0 reads it
+  EXPECT_EQ(first_output(), 0.0f) << "after zero";
+  be->copy(w.data(), ones.data(), in * sizeof(float));
+  EXPECT_EQ(first_output(), float(in)) << "after copy";
+  // AdamW's first step with lr 1 and a positive gradient moves every weight by -1.
+  std::vector<float> g(in * out, 1.0f), m(in * out), v(in * out);
+  be->adamw(w.data(), g.data(), m.data(), v.data(), in * out, 1.0f, 0.9f, 0.999f, 1e-8f,
+            1.0f / (1 - 0.9f), 1.0f / (1 - 0.999f), 1.0f);
+  EXPECT_NEAR(first_output(), 0.0f, 1e-3) << "after adamw";
+  for (std::size_t i = 0; i < in; ++i) w.data()[i] = 3.0f;  // behind the backend's back
+  be->parameters_changed();
+  EXPECT_EQ(first_output(), float(3 * in)) << "after parameters_changed";
+}
+
+TEST(Bf16Conversion, RoundsToNearestEvenAndKeepsNaN) {
+  using backend::cpu::to_bf16;
+  EXPECT_EQ(to_bf16(1.0f), 0x3f80);
+  // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
+  EXPECT_EQ(to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3f80);
+  // 1 + 3 * 2^-8 lies halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up to even.
+  EXPECT_EQ(to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);
+  EXPECT_EQ(to_bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20)), 0x3f81);
+  EXPECT_EQ(to_bf16(-2.0f), 0xc000);
+  EXPECT_EQ(to_bf16(INFINITY), 0x7f80);
+  const std::uint16_t nan = to_bf16(std::nanf(""));
+  EXPECT_TRUE(std::isnan(backend::cpu::from_bf16(nan)));
+  EXPECT_EQ(backend::cpu::from_bf16(0x3f80), 1.0f);
+}
+
+}  // namespace
+}  // namespace whtlm
