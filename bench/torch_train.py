@@ -124,6 +124,9 @@ def parse_args(argv):
     p.add_argument("--wht-impl", choices=("kron", "matmul", "butterfly"), default="kron")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: torch.autocast('cpu', bfloat16) around forward and loss, the "
+                        "standard mixed-precision recipe (fp32 weights, gradients, optimizer)")
     a = p.parse_args(argv)
 
     if a.config:
@@ -187,14 +190,16 @@ class Trainer:
             for _ in range(4)
         ]
         self.i = 0
+        self.bf16 = a.precision == "bf16"
         self.last_loss = float("nan")
         self.first_loss = None
 
     def step(self) -> None:
         tokens, targets = self.batches[self.i % len(self.batches)]
         self.i += 1
-        logits = self.model.forward(tokens)
-        loss = self.model.loss(logits, targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model.forward(tokens)
+            loss = self.model.loss(logits, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
@@ -265,6 +270,7 @@ def main(argv=None) -> int:
             "batch": a.batch,
             "seq": a.seq,
             "threads": n,
+            "precision": a.precision,
             "tokens_per_s": round(statistics.median(s), 2),
             "min": round(min(s), 2),
             "max": round(max(s), 2),
