@@ -9,6 +9,8 @@
 // with `exact` computed in double from the fp32 inputs. The tests check that bound
 // for every output, and that it is not trivially loose: the observed error must be
 // more than a thousandth of it somewhere (bf16 really ran).
+#include "backend/cpu/bf16.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,7 +19,6 @@
 #include <vector>
 
 #include "backend/backend.hpp"
-#include "backend/cpu/bf16.hpp"
 #include "whtlm/matmul.hpp"
 
 namespace whtlm {

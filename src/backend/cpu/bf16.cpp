@@ -1,10 +1,9 @@
 // bf16 conversion and oneDNN matmul products with bf16 operands (bf16.hpp).
 #include "backend/cpu/bf16.hpp"
 
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <map>
 #include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <stdexcept>
 #include <tuple>
 

@@ -54,7 +54,8 @@ std::string isa_summary() {
     const PrecisionSupport p = precision_support();
     const std::string blas = blas_description();
     const std::size_t open = blas.rfind('('), close = blas.rfind(')');
-    const std::string onednn = open == std::string::npos ? blas : blas.substr(open + 1, close - open - 1);
+    const std::string onednn =
+        open == std::string::npos ? blas : blas.substr(open + 1, close - open - 1);
     return std::string("kernels ") + isa_name(detected_isa()) + ", oneDNN " + onednn + ", bf16 " +
            p.bf16 + ", int8 " + p.int8;
   }();

@@ -100,8 +100,7 @@ std::size_t scalar_prep_bytes(WeightFormat f, std::size_t rows, std::size_t in) 
   return rows * in + rows * (in / kQ8Block) * sizeof(float);
 }
 
-void scalar_prepare(WeightFormat f, void* prep, const float* x, std::size_t rows,
-                    std::size_t in) {
+void scalar_prepare(WeightFormat f, void* prep, const float* x, std::size_t rows, std::size_t in) {
   if (f != WeightFormat::q8_0) return;
   auto* qs = static_cast<std::int8_t*>(prep);
   auto* d = reinterpret_cast<float*>(static_cast<unsigned char*>(prep) + rows * in);
@@ -119,8 +118,8 @@ void scalar_gemv(const GemvArgs& a, std::size_t j0, std::size_t nj) {
   if (a.format == WeightFormat::q8_0) {
     const std::size_t nb = in / kQ8Block;
     const auto* qx = static_cast<const std::int8_t*>(a.prep);
-    const auto* dx = reinterpret_cast<const float*>(static_cast<const unsigned char*>(a.prep) +
-                                                    a.rows * in);
+    const auto* dx =
+        reinterpret_cast<const float*>(static_cast<const unsigned char*>(a.prep) + a.rows * in);
     for (std::size_t j = j0; j < j0 + nj; ++j) {
       const unsigned char* wr = static_cast<const unsigned char*>(a.w) + j * nb * kQ8BlockBytes;
       for (std::size_t r = 0; r < a.rows; ++r) {
@@ -181,9 +180,10 @@ unsigned char* scratch(std::size_t bytes) {
 
 void check_q8(std::size_t in) {
   if (in % kQ8Block != 0)
-    throw std::invalid_argument("weight format q8_0 needs the input size to be a multiple of 32, "
-                                "got in = " +
-                                std::to_string(in));
+    throw std::invalid_argument(
+        "weight format q8_0 needs the input size to be a multiple of 32, "
+        "got in = " +
+        std::to_string(in));
 }
 
 }  // namespace
@@ -252,8 +252,8 @@ void packed_gemv_with(const Family& fam, float* y, const float* x, WeightFormat 
                   [&](std::size_t j0, std::size_t nj) { fam.gemv(a, j0, nj); });
 }
 
-void pack_weight_with(const Family& fam, void* dst, WeightFormat f, const float* w,
-                      std::size_t out, std::size_t in, bool w_in_out) {
+void pack_weight_with(const Family& fam, void* dst, WeightFormat f, const float* w, std::size_t out,
+                      std::size_t in, bool w_in_out) {
   if (f == WeightFormat::q8_0) check_q8(in);
   if (out == 0 || in == 0) return;
   const std::size_t row_bytes = packed_weight_bytes(f, 1, in);

@@ -63,8 +63,8 @@ std::size_t available_families(const Family** out, std::size_t max);
 void packed_gemv_with(const Family& fam, float* y, const float* x, WeightFormat format,
                       const void* w, std::size_t out, std::size_t in, const float* b,
                       std::size_t rows, bool accumulate);
-void pack_weight_with(const Family& fam, void* dst, WeightFormat f, const float* w,
-                      std::size_t out, std::size_t in, bool w_in_out);
+void pack_weight_with(const Family& fam, void* dst, WeightFormat f, const float* w, std::size_t out,
+                      std::size_t in, bool w_in_out);
 
 // Exact q8_0 activation quantization shared by the families (roundf of x * id, as the
 // weights): qs [rows, in] int8, d [rows, in / 32] fp32 scales.
