@@ -553,6 +553,7 @@ def _kron_apply(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tens
     a broadcast matmul, einsum and a 2-D GEMM on a [N*q, p] transpose (see
     bench/torch_train.py for the figures)."""
     p, q = a.shape[0], b.shape[0]
+    a, b = a.to(x.dtype), b.to(x.dtype)  # a custom Function sees no autocast: match x
     lead = x.shape[:-1]
     n = x.numel() // (p * q)
     y = torch.mm(x.reshape(n * p, q), b)  # mixes the low index (B symmetric)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -32,9 +33,10 @@ constexpr std::size_t kPackedGemvRows = 16;
 // after it changed and kept until it changes again: once per optimizer step, not per
 // call. Shared by the fp32 and bf16 backends, since either may write a weight (the
 // optimizer updates CPU models through the fp32 one). Every backend entry point that
-// writes memory (upload, copy, zero, release, adamw) drops the copies it overlaps;
-// code that writes parameters behind the backend's back says so with
-// parameters_changed() (Transformer::params() does).
+// writes memory (upload, copy, zero, adamw) marks the copies it overlaps stale, and
+// they are converted again in place on their next use; release() frees the copies of
+// the memory it frees. Code that writes parameters behind the backend's back says so
+// with parameters_changed() (Transformer::params() does).
 class WeightCache {
  public:
   // The bf16 copy of w[0 .. n), made with alloc when missing.
@@ -42,25 +44,35 @@ class WeightCache {
   const std::uint16_t* get(const float* w, std::size_t n, Alloc&& alloc) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = entries_.find(w);
-    if (it != entries_.end() && it->second.n == n) return it->second.data;
+    if (it != entries_.end() && it->second.n == n) {
+      // A stale copy is converted again in place: its memory stays, so a training
+      // step neither allocates nor faults in fresh pages for it.
+      if (it->second.stale) to_bf16(it->second.data, w, n);
+      it->second.stale = false;
+      return it->second.data;
+    }
     if (it != entries_.end()) drop(it);
     auto* data = static_cast<std::uint16_t*>(alloc(n * sizeof(std::uint16_t)));
     to_bf16(data, w, n);
-    entries_[w] = {data, n};
+    entries_[w] = {data, n, false};
     return data;
   }
-  // Drops the copies of weights that overlap [p, p + bytes).
+  // The copies of weights that overlap [p, p + bytes) are out of date (the weights
+  // were written): they are converted again on their next use.
   void invalidate(const void* p, std::size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const char* lo = static_cast<const char*>(p);
-    const char* hi = lo + bytes;
-    for (auto it = entries_.begin(); it != entries_.end();) {
-      const char* w = reinterpret_cast<const char*>(it->first);
-      if (w < hi && lo < w + it->second.n * sizeof(float))
-        it = drop(it);
-      else
-        ++it;
-    }
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (overlaps(it, p, bytes)) it->second.stale = true;
+  }
+  // The memory [p, p + bytes) is being freed: its copies go with it.
+  void forget(const void* p, std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = overlaps(it, p, bytes) ? drop(it) : std::next(it);
+  }
+  void invalidate_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& e : entries_) e.second.stale = true;
   }
   void clear() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -73,7 +85,14 @@ class WeightCache {
   struct Entry {
     std::uint16_t* data = nullptr;
     std::size_t n = 0;
+    bool stale = false;
   };
+  static bool overlaps(std::map<const float*, Entry>::const_iterator it, const void* p,
+                       std::size_t bytes) {
+    const char* lo = static_cast<const char*>(p);
+    const char* w = reinterpret_cast<const char*>(it->first);
+    return w < lo + bytes && lo < w + it->second.n * sizeof(float);
+  }
   std::map<const float*, Entry>::iterator drop(std::map<const float*, Entry>::iterator it) {
     release_(it->second.data);
     return entries_.erase(it);
@@ -128,7 +147,7 @@ class CpuBackend final : public Backend {
   void release(void* p) override {
     if (p == nullptr) return;
     void* base = static_cast<char*>(p) - kHeader;
-    weight_cache().invalidate(p, *static_cast<std::size_t*>(base) - kHeader);
+    weight_cache().forget(p, *static_cast<std::size_t*>(base) - kHeader);
     free_counted(p);
   }
   void free_counted(void* p) {
@@ -157,7 +176,7 @@ class CpuBackend final : public Backend {
     weight_cache().invalidate(dst, bytes);
     std::memset(dst, 0, bytes);
   }
-  void parameters_changed() override { weight_cache().clear(); }
+  void parameters_changed() override { weight_cache().invalidate_all(); }
   void synchronize() override {}
   std::uint64_t memory_available() const override { return io::host_memory_available(); }
   std::size_t peak_allocated() const override { return peak_.load(); }
