@@ -33,7 +33,8 @@ cat >"$tmp/plan.json" <<EOF
   "tokens": 1536, "batch": 4, "seq": 32, "lr": 0.003, "eval_every": 4, "eval_batches": 2,
   "evals": 0, "tokens_exponent": 0, "lr_sweep": {"factors": []},
   "data": "$tmp/corpus.txt", "threads": 1,
-  "bench": {"batches": [1, 2], "prompts": [8, 16], "decode": 4, "repetitions": 2}
+  "bench": {"batches": [1, 2], "prompts": [8, 16], "decode": 4, "repetitions": 2},
+  "note": "This plan is the test's own."
 }
 EOF
 
@@ -109,6 +110,8 @@ rows=$(awk '/^## Claims/ {f = 1; next} /^## / {f = 0} f && /^\| / {n++} END {pri
   "$ex/report/report.md")
 [ "$(grep -c "^  " "$tmp/out2")" -eq "$rows" ] && [ "$rows" -ge 11 ]
 check "every claim printed ($rows)" $?
+grep -q "follows the rule stated next to it. This plan is the test's own." "$ex/report/report.md"
+check "the plan's note in the report's introduction" $?
 grep -q "^  Comparable downstream performance " "$tmp/out2"; check "the downstream claim printed" $?
 # The downstream proxy of every run (the corpus's lines end in one of 20 words, unpunctuated).
 $py - "$ex" <<'PY'

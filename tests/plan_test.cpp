@@ -89,6 +89,7 @@ TEST(Plan, NewFieldsRoundTripAndBadValuesAreNamed) {
   p.lr_sweep_min_steps = 7;
   p.device = Device::cuda;
   p.precision = Precision::bf16;
+  p.note = "a \"budget\" note";
   const std::string j = plan_to_json(p);
   EXPECT_EQ(plan_to_json(plan_from_json(j, "p.json")), j);
   auto refused = [](const std::string& text, const std::string& want) {
@@ -104,6 +105,24 @@ TEST(Plan, NewFieldsRoundTripAndBadValuesAreNamed) {
   refused(R"({"device": "tpu"})", "device");
   refused(R"({"precision": "fp16"})", "precision");
   refused(R"({"lr_sweep": {"min_steps": -3}})", "min_steps");
+  refused(R"({"note": 3})", "note");
+}
+
+// At bf16 the default plan spends the time its products save on more tokens per run,
+// says so in its note, and records its precision; the fp32 plan is the one on record.
+TEST(Plan, DefaultPlanAtBf16TrainsMoreTokensAndSaysSo) {
+  const Plan f = builtin_plan("default"), b = builtin_plan("default", Precision::bf16);
+  EXPECT_EQ(f.precision, Precision::fp32);
+  EXPECT_EQ(b.precision, Precision::bf16);
+  EXPECT_EQ(f.tokens, 32 * 16 * 128);
+  EXPECT_EQ(b.tokens, 45 * 16 * 128);
+  EXPECT_TRUE(f.note.empty());
+  EXPECT_NE(b.note.find("1.41x"), std::string::npos) << b.note;
+  for (std::size_t i = 0; i < f.sizes.size(); ++i)
+    EXPECT_GT(b.steps(b.sizes[i]), f.steps(f.sizes[i])) << f.sizes[i].name;
+  EXPECT_EQ(b.steps(b.sizes.back()), 210);
+  EXPECT_EQ(builtin_plan("quick", Precision::bf16).precision, Precision::bf16);
+  EXPECT_NO_THROW(validate(b));
 }
 
 TEST(Plan, GpuPlanReadsAsItStands) {

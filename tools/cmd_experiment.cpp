@@ -27,7 +27,15 @@ struct ExperimentArgs {
 };
 
 void run_experiment(const ExperimentArgs& a) {
-  experiment::Plan plan = experiment::builtin_plan(a.quick ? "quick" : "default");
+  // The built-in plans train in bf16 where the CPU computes bf16 products natively
+  // (AMX or AVX512-BF16), in fp32 elsewhere; plan.json and the report record which.
+  Device device = a.device.device.empty() ? Device::cpu : a.device.parsed_device();
+  Precision precision = Precision::fp32;
+  if (!a.device.precision.empty())
+    precision = a.device.parsed_precision();
+  else if (device == Device::cpu)
+    precision = precision_support().bf16_native() ? Precision::bf16 : Precision::fp32;
+  experiment::Plan plan = experiment::builtin_plan(a.quick ? "quick" : "default", precision);
   if (!a.config.empty()) {
     if (a.quick) throw std::invalid_argument("--quick and --config: give one of them");
     plan = experiment::plan_from_json(io::read_file(a.config), a.config);
@@ -41,13 +49,7 @@ void run_experiment(const ExperimentArgs& a) {
     for (experiment::Size& s : plan.sizes) s.model.vocab_size = t.vocab_size();
   if (a.threads.given()) plan.threads = a.threads.count;
   if (!a.device.device.empty()) plan.device = a.device.parsed_device();
-  if (!a.device.precision.empty()) {
-    plan.precision = a.device.parsed_precision();
-  } else if (a.config.empty() && plan.device == Device::cpu) {
-    // The built-in plans train in bf16 where the CPU computes bf16 products natively
-    // (AMX or AVX512-BF16), in fp32 elsewhere; plan.json and the report record which.
-    plan.precision = precision_support().bf16_native() ? Precision::bf16 : Precision::fp32;
-  }
+  if (!a.device.precision.empty()) plan.precision = a.device.parsed_precision();
   experiment::validate(plan);
   if (a.print_config) {
     std::cout << experiment::plan_to_json(plan);

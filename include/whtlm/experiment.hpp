@@ -75,6 +75,8 @@ struct Plan {
   int bench_repetitions = 3;
   double bench_max_prefill_tokens = 8192;
   int threads = 0;  // 0: all cores
+  // A sentence the report's introduction carries: what the plan's budget is and why.
+  std::string note;
 
   std::int64_t tokens_of(const Size& s) const;  // whole steps of batch x seq
   std::int64_t steps(const Size& s) const;
@@ -84,7 +86,9 @@ struct Plan {
 
 // The built-in plans: "default" (at most 15 minutes on a 2-core machine), "quick"
 // (at most 3). std::invalid_argument lists the names when unknown.
-Plan builtin_plan(const std::string& name);
+// precision: what the runs will train in; the default plan takes more tokens at bf16,
+// whose products leave time for them within the same bound.
+Plan builtin_plan(const std::string& name, Precision precision = Precision::fp32);
 // `factor` times the training tokens of every size (factor >= 1), for longer runs.
 Plan scaled(Plan plan, double factor);
 

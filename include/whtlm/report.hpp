@@ -88,6 +88,7 @@ struct Data {
     std::string command, commit, source;  // as recorded in an experiment.json
   };
   std::vector<Command> commands;
+  std::vector<std::string> notes;     // the plans' notes (what a budget is and why)
   std::vector<std::string> warnings;  // e.g. unfinished runs, unreadable lines
 };
 

@@ -143,16 +143,25 @@ std::int64_t Plan::eval_every_of(const Size& s) const {
   return std::max<std::int64_t>(1, (n + evals - 1) / evals);
 }
 
-Plan builtin_plan(const std::string& name) {
+Plan builtin_plan(const std::string& name, Precision precision) {
   Plan p;
   if (name == "default") {
     // Three sizes spanning 22x in parameters, tokens growing as the square root of the
-    // parameters (32 steps at the smallest, 149 at the largest), two seeds each, wht's
-    // scale started two ways, and a five-rate learning-rate sweep on a quarter of each
-    // run first: about 12 minutes on a 2-core AVX-512 machine
-    // (docs/results/experiment-default).
+    // parameters (32 steps at the smallest, 149 at the largest in fp32), two seeds each,
+    // wht's scale started two ways, and a five-rate learning-rate sweep on a quarter of
+    // each run first: about 11 minutes in fp32 on a 2-core AVX-512 machine
+    // (docs/results/experiment-default). bf16 products ran the fp32 budget in 7.4
+    // minutes on an AMX machine; the bf16 plan spends the time saved on 45/32 = 1.41x
+    // the tokens per run (45 steps at the smallest, 210 at the largest), about 10
+    // minutes there.
     p.sizes = {llama_size(2, 64, 2, 2), llama_size(4, 128, 2, 2), llama_size(4, 256, 4, 2)};
-    p.tokens = 32 * 16 * 128;
+    const int steps_at_smallest = precision == Precision::bf16 ? 45 : 32;
+    p.tokens = std::int64_t(steps_at_smallest) * 16 * 128;
+    if (precision == Precision::bf16)
+      p.note =
+          "The matrix products ran in bf16, so the built-in plan trained every run on "
+          "1.41x the tokens of its fp32 version (45 steps of 16 x 128 at the smallest "
+          "size instead of 32) within the same time bound.";
     p.tokens_exponent = 0.5;
     p.scale_inits = {ScaleInit::matched, ScaleInit::one};
     p.lr_factors = {0.5, 1, 2, 4, 8};
@@ -171,6 +180,7 @@ Plan builtin_plan(const std::string& name) {
   } else {
     throw std::invalid_argument("unknown built-in plan '" + name + "' (known: default, quick)");
   }
+  p.precision = precision;
   return p;
 }
 
@@ -308,7 +318,8 @@ std::string plan_to_json(const Plan& p) {
            {"decode", p.bench_decode},
            {"repetitions", p.bench_repetitions},
            {"max_prefill_tokens", p.bench_max_prefill_tokens}}},
-         {"threads", p.threads}};
+         {"threads", p.threads},
+         {"note", p.note}};
   return j.dump(2) + "\n";
 }
 
@@ -319,7 +330,7 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
       j, {"sizes",  "projections", "scale_inits", "lr_sweep",   "tokens",   "tokens_exponent",
           "batch",  "seq",         "lr",          "eval_every", "evals",    "eval_batches",
           "device", "precision",   "first_seed",  "data",       "val_data", "tokenizer",
-          "bench",  "threads"});
+          "bench",  "threads",     "note"});
   Plan p = builtin_plan("default");
   if (j.has("sizes")) {
     const json& sizes = j.at("sizes");
@@ -410,6 +421,7 @@ Plan plan_from_json(const std::string& text, const std::string& source) {
   read_string(j, "val_data", p.data.val_path);
   read_string(j, "tokenizer", p.data.tokenizer);
   read_number(j, "threads", limits::threads, p.threads);
+  read_string(j, "note", p.note);
   if (j.has("bench")) {
     const io::JsonObject b = j.object("bench");
     reject_unknown(b, {"batches", "prompts", "decode", "repetitions", "max_prefill_tokens"});

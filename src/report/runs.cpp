@@ -234,6 +234,13 @@ void load_experiment(const std::string& dir, Data& data, std::optional<ScaleInit
       }
     }
   }
+  if (m.has("plan")) {
+    const io::JsonObject plan = m.object("plan");
+    if (plan.has("note")) {
+      const std::string note = plan.string("note");
+      if (!note.empty()) data.notes.push_back(note);
+    }
+  }
   const json& commands = m.at("commands");
   if (!commands.is_array()) m.fail("commands", "expected an array");
   for (std::size_t i = 0; i < commands.size(); ++i) {

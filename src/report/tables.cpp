@@ -57,7 +57,13 @@ class Tables {
            "side by side (" +
            std::to_string(d_.infer.size()) +
            " cases). Every figure below is computed from the linked data files; each verdict "
-           "follows the rule stated next to it.";
+           "follows the rule stated next to it." +
+           notes();
+  }
+  std::string notes() const {
+    std::string s;
+    for (const std::string& n : d_.notes) s += " " + n;
+    return s;
   }
 
  private:
