@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "random_values.hpp"
 #include "whtlm/matmul.hpp"
 
 namespace whtlm {
@@ -35,13 +36,7 @@ backend::Backend* bf16_backend() {
   return &backend::get(Device::cpu, Precision::bf16);
 }
 
-std::vector<float> random(std::size_t n, std::uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(g);
-  return v;
-}
+using test::random_normal;
 
 // out[i][j] = sum_p A(i,p) B(p,j) in double, and the bound's sum of |terms|.
 struct Exact {
@@ -88,8 +83,8 @@ TEST_P(Bf16Linear, ForwardAndBackwardWithinTheBoundOfBf16Operands) {
   const bool in_out = layout == WeightLayout::in_out;
   const std::size_t rows = 37, in = 96, out = 80;
   const LinearShape s{rows, in, out, layout};
-  const std::vector<float> x = random(rows * in, 1), w = random(in * out, 2, 0.1f),
-                           b = random(out, 3), dy = random(rows * out, 4);
+  const std::vector<float> x = random_normal(rows * in, 1), w = random_normal(in * out, 2, 0.1f),
+                           b = random_normal(out, 3), dy = random_normal(rows * out, 4);
   auto W = [&](std::size_t i, std::size_t o) { return in_out ? w[i * out + o] : w[o * in + i]; };
 
   // Forward, overwriting and accumulating (a bias, then a residual add).
@@ -99,14 +94,14 @@ TEST_P(Bf16Linear, ForwardAndBackwardWithinTheBoundOfBf16Operands) {
       rows, out, in, [&](std::size_t r, std::size_t p) { return x[r * in + p]; },
       [&](std::size_t p, std::size_t o) { return W(p, o); });
   expect_within_bound(y, fwd, in, {}, "y = x w");
-  std::vector<float> base = random(rows * out, 5), y2 = base;
+  std::vector<float> base = random_normal(rows * out, 5), y2 = base;
   be->linear_forward(y2.data(), x.data(), w.data(), b.data(), s, Write::accumulate);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t o = 0; o < out; ++o) base[r * out + o] += b[o];
   expect_within_bound(y2, fwd, in, base, "y += x w + b");
 
   // Backward: dx = dy w^T, dw += x^T dy (onto what is there), db += sum dy.
-  std::vector<float> dx(rows * in), dw0 = random(in * out, 6), dw = dw0, db(out, 1.0f);
+  std::vector<float> dx(rows * in), dw0 = random_normal(in * out, 6), dw = dw0, db(out, 1.0f);
   be->linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s,
                       Write::overwrite);
   const Exact bdx = exact(

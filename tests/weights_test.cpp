@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backend/cpu/weights_kernels.hpp"
+#include "random_values.hpp"
 #include "whtlm/threads.hpp"
 
 namespace whtlm {
@@ -40,13 +41,7 @@ float bits_f(std::uint32_t u) {
   return f;
 }
 
-std::vector<float> random(std::size_t n, std::uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(g);
-  return v;
-}
+using test::random_normal;
 
 std::vector<const Family*> families() {
   const Family* f[8];
@@ -149,7 +144,7 @@ std::vector<unsigned char> reference_q8_0(const float* w, std::size_t out, std::
 // A weight with the cases a quantizer gets wrong: an all-zero block, a block with one
 // large value, exact half-way products, negative maxima, tiny values.
 std::vector<float> awkward_weight(std::size_t out, std::size_t in) {
-  std::vector<float> w = random(out * in, 3, 0.05f);
+  std::vector<float> w = random_normal(out * in, 3, 0.05f);
   for (std::size_t j = 0; j < 32; ++j) w[j] = 0.0f;                   // block 0 of row 0
   w[32 + 5] = 40.0f;                                                  // one outlier
   for (std::size_t j = 0; j < 32; ++j) w[64 + j] = float(j) - 15.5f;  // ties at 127/16
@@ -204,7 +199,7 @@ TEST(Q8_0, UnpackIsExactlyScaleTimesInteger) {
 
 TEST(Bf16Packing, PackAndUnpackAreTheRoundedUpperHalf) {
   const std::size_t out = 3, in = 40;
-  std::vector<float> w = random(out * in, 5);
+  std::vector<float> w = random_normal(out * in, 5);
   w[0] = bits_f(0x3f808000u);  // a tie, rounds to even (down)
   w[1] = bits_f(0x3f818000u);  // a tie, rounds to even (up)
   std::vector<std::uint16_t> h(out * in);
@@ -268,9 +263,9 @@ TEST(PackedGemv, EveryFamilyWithinItsBound) {
                         {WeightFormat::q8_0, 29, 96, 1},  {WeightFormat::q8_0, 64, 512, 4},
                         {WeightFormat::q8_0, 17, 32, 11}, {WeightFormat::bf16, 5, 31, 16}};
   for (const Case& c : cases) {
-    const std::vector<float> w = random(c.out * c.in, 11);
-    const std::vector<float> x = random(c.rows * c.in, 12);
-    const std::vector<float> b = random(c.out, 13, 0.1f);
+    const std::vector<float> w = random_normal(c.out * c.in, 11);
+    const std::vector<float> x = random_normal(c.rows * c.in, 12);
+    const std::vector<float> b = random_normal(c.out, 13, 0.1f);
     std::vector<unsigned char> packed(backend::packed_weight_bytes(c.format, c.out, c.in));
     backend::pack_weight(packed.data(), c.format, w.data(), c.out, c.in, WeightLayout::out_in);
     const PackedWeight p{c.format, packed.data(), c.out, c.in};
@@ -314,8 +309,8 @@ TEST(PackedGemv, EveryFamilyWithinItsBound) {
 
 TEST(PackedGemv, SameBitsWhateverTheThreadsAndRows) {
   const std::size_t out = 512, in = 512, rows = 5;
-  const std::vector<float> w = random(out * in, 21, 0.05f);
-  const std::vector<float> x = random(rows * in, 22);
+  const std::vector<float> w = random_normal(out * in, 21, 0.05f);
+  const std::vector<float> x = random_normal(rows * in, 22);
   const int saved = num_threads();
   for (WeightFormat f : {WeightFormat::f32, WeightFormat::bf16, WeightFormat::q8_0}) {
     std::vector<unsigned char> packed(backend::packed_weight_bytes(f, out, in));
