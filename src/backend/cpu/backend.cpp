@@ -39,6 +39,15 @@ constexpr std::size_t kPackedGemvRows = 16;
 // with parameters_changed() (Transformer::params() does).
 class WeightCache {
  public:
+  WeightCache() = default;
+  WeightCache(const WeightCache&) = delete;
+  WeightCache& operator=(const WeightCache&) = delete;
+  // At exit the copies still held (of weights never released through the backend, such
+  // as a caller's own arrays) are freed with the cache; the allocator's counts no
+  // longer matter then.
+  ~WeightCache() {
+    for (auto& e : entries_) std::free(reinterpret_cast<char*>(e.second.data) - kHeader);
+  }
   // The bf16 copy of w[0 .. n), made with alloc when missing.
   template <class Alloc>
   const std::uint16_t* get(const float* w, std::size_t n, Alloc&& alloc) {
