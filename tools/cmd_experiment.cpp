@@ -29,11 +29,12 @@ struct ExperimentArgs {
 void run_experiment(const ExperimentArgs& a) {
   // The built-in plans train in bf16 where the CPU computes bf16 products natively
   // (AMX or AVX512-BF16), in fp32 elsewhere; plan.json and the report record which.
-  Device device = a.device.device.empty() ? Device::cpu : a.device.parsed_device();
+  // (A --config plan takes its own field, so the CPU is not probed for it.)
+  const Device device = a.device.device.empty() ? Device::cpu : a.device.parsed_device();
   Precision precision = Precision::fp32;
   if (!a.device.precision.empty())
     precision = a.device.parsed_precision();
-  else if (device == Device::cpu)
+  else if (a.config.empty() && device == Device::cpu)
     precision = precision_support().bf16_native() ? Precision::bf16 : Precision::fp32;
   experiment::Plan plan = experiment::builtin_plan(a.quick ? "quick" : "default", precision);
   if (!a.config.empty()) {
