@@ -12,9 +12,11 @@ namespace whtlm::backend::cpu {
 
 inline float exp_fast(float x) {
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);  // round(x / ln 2)
-  float r = x - n * 0.693359375f;                               // ln 2 in two parts, so
-  r = r + n * 2.12194440e-4f;                                   // r is exact
+  // n = round(x / ln 2). nearbyint, not floor(t + 0.5): GCC vectorises floor only
+  // without -ftrapping-math, so a floor here left every loop calling exp scalar.
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f;  // ln 2 in two parts, so
+  r = r + n * 2.12194440e-4f;      // r is exact
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
