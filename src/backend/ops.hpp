@@ -22,6 +22,11 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, T alp
 // Whether an op overwrites its output or adds into it ("+=" below).
 enum class Write { overwrite, accumulate };
 
+// The operands of an op's matrix products: fp32, or rounded to bf16 (round to nearest
+// even) with fp32 accumulation. Only float ops take bf16 where a kernel for it exists
+// (attention: see attention_forward); double ignores it.
+enum class Operands { fp32, bf16 };
+
 // How a linear layer's weight is stored: [in, out] (y = x w, GPT-2's Conv1D) or
 // [out, in] (y = x w^T, a Linear, as llama's projections are).
 enum class WeightLayout { in_out, out_in };
@@ -115,12 +120,20 @@ struct AttentionShape {
 };
 // Elements of scratch the attention needs (per call, all threads together).
 std::size_t attention_scratch_size(const AttentionShape& s);
+// For float on a CPU with AVX-512 and a head size that is a multiple of 16, the
+// products run in register-blocked kernels (cpu/attention_avx512.cpp); with
+// Operands::bf16 they take bf16 operands where the CPU has AVX512-BF16 (elsewhere
+// they stay fp32). Softmax, log-sum-exp and accumulation are fp32 in every case.
 template <class T>
-void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, T* scratch);
+void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, T* scratch,
+                       Operands operands = Operands::fp32);
 // dqkv: overwritten. out and lse are the forward's outputs.
 template <class T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        const AttentionShape& s, T* scratch);
+                        const AttentionShape& s, T* scratch, Operands operands = Operands::fp32);
+// Whether attention_forward/backward<float> run the AVX-512 kernels at shape s, and with
+// bf16 products when asked for them (for the tests and `whtlm info`).
+bool attention_kernels_used(const AttentionShape& s, Operands operands);
 
 // Attention of packed query rows against a KV cache (inference). The rows come in
 // segments: segment i holds rows [row0, row0 + count) of cache slot `slot`, at

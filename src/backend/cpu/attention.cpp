@@ -14,9 +14,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
+#include "backend/cpu/attention_kernels.hpp"
 #include "backend/cpu/causal_softmax.hpp"
 #include "backend/ops.hpp"
+#include "whtlm/hadamard.hpp"
 
 namespace whtlm::backend {
 using cpu::softmax_rows;
@@ -43,14 +46,58 @@ int team_size(std::size_t items) {
   return static_cast<int>(std::min<std::size_t>(items, omp_get_max_threads()));
 }
 
-}  // namespace
-
-std::size_t attention_scratch_size(const AttentionShape& s) {
-  return per_thread(s) * static_cast<std::size_t>(omp_get_max_threads());
+// Whether the CPU has bf16 dot products (AVX512-BF16) for the kernels' bf16 products.
+bool bf16_dot_products() {
+#if defined(WHTLM_HAVE_X86_KERNELS)
+  static const bool cpu = __builtin_cpu_supports("avx512bf16");
+  return cpu;
+#else
+  return false;
+#endif
 }
 
+}  // namespace
+
+namespace attention_detail {
+
+bool avx512_usable(const AttentionShape& s) {
+#if defined(WHTLM_HAVE_X86_KERNELS)
+  static const bool cpu = detected_isa() == Isa::avx512 && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return cpu && s.hd % 16 == 0 && s.hd > 0 && s.n_kv > 0 && s.n_head % s.n_kv == 0;
+#else
+  (void)s;
+  return false;
+#endif
+}
+
+}  // namespace attention_detail
+
+bool attention_kernels_used(const AttentionShape& s, Operands operands) {
+  if (!attention_detail::avx512_usable(s)) return false;
+  return operands == Operands::fp32 || bf16_dot_products();
+}
+
+std::size_t attention_scratch_size(const AttentionShape& s) {
+  const auto threads = static_cast<std::size_t>(omp_get_max_threads());
+  std::size_t n = per_thread(s) * threads;
+#if defined(WHTLM_HAVE_X86_KERNELS)
+  if (attention_detail::avx512_usable(s))
+    n = std::max(n, attention_detail::avx512_scratch_floats(s, threads));
+#endif
+  return n;
+}
+
+namespace {
+
+// What the float kernels run with: bf16 only where the CPU has bf16 dot products.
+Operands kernel_operands(Operands operands) {
+  return operands == Operands::bf16 && bf16_dot_products() ? Operands::bf16 : Operands::fp32;
+}
+
+// The portable version: products through gemm (the BLAS for float, a loop for double).
 template <class T>
-void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, T* scratch) {
+void blocked_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, T* scratch) {
   const Layout L(s);
   const T scale = T(1) / std::sqrt(T(s.hd));
   const std::size_t blocks = (s.seq + kBlock - 1) / kBlock;
@@ -79,8 +126,8 @@ void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, T*
 }
 
 template <class T>
-void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        const AttentionShape& s, T* scratch) {
+void blocked_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
+                      const AttentionShape& s, T* scratch) {
   const Layout L(s);
   const T scale = T(1) / std::sqrt(T(s.hd));
   const std::size_t blocks = (s.seq + kBlock - 1) / kBlock;
@@ -142,10 +189,41 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
   }
 }
 
-#define WHTLM_INSTANTIATE(T)                                                       \
-  template void attention_forward<T>(T*, T*, const T*, const AttentionShape&, T*); \
-  template void attention_backward<T>(T*, const T*, const T*, const T*, const T*,  \
-                                      const AttentionShape&, T*);
+}  // namespace
+
+template <class T>
+void attention_forward(T* out, T* lse, const T* qkv, const AttentionShape& s, T* scratch,
+                       Operands operands) {
+#if defined(WHTLM_HAVE_X86_KERNELS)
+  if constexpr (std::is_same_v<T, float>)
+    if (attention_detail::avx512_usable(s)) {
+      attention_detail::forward_avx512(out, lse, qkv, s, scratch, kernel_operands(operands));
+      return;
+    }
+#endif
+  (void)operands;
+  blocked_forward(out, lse, qkv, s, scratch);
+}
+
+template <class T>
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
+                        const AttentionShape& s, T* scratch, Operands operands) {
+#if defined(WHTLM_HAVE_X86_KERNELS)
+  if constexpr (std::is_same_v<T, float>)
+    if (attention_detail::avx512_usable(s)) {
+      attention_detail::backward_avx512(dqkv, dout, qkv, out, lse, s, scratch,
+                                        kernel_operands(operands));
+      return;
+    }
+#endif
+  (void)operands;
+  blocked_backward(dqkv, dout, qkv, out, lse, s, scratch);
+}
+
+#define WHTLM_INSTANTIATE(T)                                                                 \
+  template void attention_forward<T>(T*, T*, const T*, const AttentionShape&, T*, Operands); \
+  template void attention_backward<T>(T*, const T*, const T*, const T*, const T*,            \
+                                      const AttentionShape&, T*, Operands);
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE

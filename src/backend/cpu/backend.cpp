@@ -299,11 +299,11 @@ class CpuBackend final : public Backend {
   }
   void attention_forward(float* out, float* lse, const float* qkv, const AttentionShape& s,
                          float* scratch) override {
-    backend::attention_forward(out, lse, qkv, s, scratch);
+    backend::attention_forward(out, lse, qkv, s, scratch, operands());
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                           const float* lse, const AttentionShape& s, float* scratch) override {
-    backend::attention_backward(dqkv, dout, qkv, out, lse, s, scratch);
+    backend::attention_backward(dqkv, dout, qkv, out, lse, s, scratch, operands());
   }
   void embedding_forward(float* x, const std::int32_t* tokens, const float* wte, const float* wpe,
                          std::size_t rows, std::size_t seq, std::size_t d) override {
@@ -431,6 +431,8 @@ class CpuBackend final : public Backend {
     }
     return static_cast<std::uint16_t*>(s.data);
   }
+
+  Operands operands() const { return bf16_ ? Operands::bf16 : Operands::fp32; }
 
   bool bf16_;
   // Host memory is one device whichever precision's backend allocates it (the
