@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -158,6 +159,60 @@ TEST(Bf16Weights, CopiesFollowEveryChangeOfTheWeight) {
   for (std::size_t i = 0; i < in; ++i) w.data()[i] = 3.0f;  // behind the backend's back
   be->parameters_changed();
   EXPECT_EQ(first_output(), float(3 * in)) << "after parameters_changed";
+}
+
+// Norms and activations that write a product's operand in bf16 write exactly the
+// rounding of what they write in fp32 (the values a product would have converted), and
+// a bf16 product reads such an operand as it would have read the converted fp32 one.
+TEST(Bf16Operands, NormAndActivationOutputsAreTheRoundedFp32Outputs) {
+  backend::Backend* be = bf16_backend();
+  if (be == nullptr) GTEST_SKIP() << "no bf16 products on this CPU";
+  EXPECT_EQ(be->operand_type(), backend::Operands::bf16);
+  EXPECT_EQ(backend::get(Device::cpu, Precision::fp32).operand_type(), backend::Operands::fp32);
+  const std::size_t rows = 20, d = 48, ff = 40;  // more rows than a decode product has
+  const std::vector<float> x = random_normal(rows * 2 * ff, 41, 2.0f);
+  const std::vector<float> w = random_normal(d, 42), b = random_normal(d, 43);
+  std::vector<float> y(rows * 2 * ff), stats(2 * rows);
+  std::vector<std::uint16_t> yb(rows * 2 * ff);
+  auto expect_rounded = [&](const char* what, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_EQ(yb[i], backend::cpu::to_bf16(y[i])) << what << " value " << i;
+  };
+  const backend::NormShape ns{rows, d};
+  be->layernorm_forward(y.data(), stats.data(), stats.data() + rows, x.data(), w.data(), b.data(),
+                        ns, 1e-5f);
+  be->layernorm_forward(yb.data(), stats.data(), stats.data() + rows, x.data(), w.data(), b.data(),
+                        ns, 1e-5f);
+  expect_rounded("layernorm", rows * d);
+  be->rmsnorm_forward(y.data(), stats.data(), x.data(), w.data(), ns, 1e-5f);
+  be->rmsnorm_forward(yb.data(), stats.data(), x.data(), w.data(), ns, 1e-5f);
+  expect_rounded("rmsnorm", rows * d);
+  be->gelu_forward(y.data(), x.data(), rows * ff);
+  be->gelu_forward(yb.data(), x.data(), rows * ff);
+  expect_rounded("gelu", rows * ff);
+  be->swiglu_forward(y.data(), x.data(), rows, ff);
+  be->swiglu_forward(yb.data(), x.data(), rows, ff);
+  expect_rounded("swiglu", rows * ff);
+
+  // A linear layer's forward and weight gradient from the bf16 operand equal those from
+  // the fp32 one (at more than 16 rows: fewer, a decode product, read fp32 x as it is).
+  const LinearShape s{rows, ff, 24, WeightLayout::out_in};
+  const std::vector<float> wl = random_normal(s.in * s.out, 44), dy = random_normal(rows * 24, 45);
+  std::vector<float> out32(rows * 24), out16(rows * 24), dw32(s.in * s.out), dw16(s.in * s.out);
+  std::vector<float> dx(rows * ff);
+  be->linear_forward(out32.data(), y.data(), wl.data(), nullptr, s, Write::overwrite);
+  be->linear_forward(out16.data(), yb.data(), wl.data(), nullptr, s, Write::overwrite);
+  be->linear_backward(dx.data(), dw32.data(), nullptr, dy.data(), y.data(), wl.data(), s,
+                      Write::overwrite);
+  be->linear_backward(dx.data(), dw16.data(), nullptr, dy.data(), yb.data(), wl.data(), s,
+                      Write::overwrite);
+  EXPECT_EQ(out32, out16);
+  EXPECT_EQ(dw32, dw16);
+  // The fp32 backend takes only fp32 activations, and says so.
+  EXPECT_THROW(
+      backend::get(Device::cpu, Precision::fp32)
+          .linear_forward(out16.data(), yb.data(), wl.data(), nullptr, s, Write::overwrite),
+      std::logic_error);
 }
 
 TEST(Bf16Conversion, RoundsToNearestEvenAndKeepsNaN) {

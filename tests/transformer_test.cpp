@@ -13,6 +13,7 @@
 
 #include "model/projection.hpp"
 #include "whtlm/checkpoint.hpp"
+#include "whtlm/matmul.hpp"
 #include "whtlm/threads.hpp"
 
 namespace whtlm {
@@ -143,6 +144,36 @@ TEST(Transformer, ArenaIsTheSizePlannedBeforeTheRun) {
   const double a1 = double(activation_floats(c, 1, 8));
   const double a2 = double(activation_floats(c, 1, 16));
   EXPECT_LT(a2, 2.2 * a1);
+}
+
+// At bf16 on the CPU the norms' and the MLP activation's outputs, which only feed products,
+// are kept in bf16: the arena is the smaller plan, and the step still trains.
+TEST(Transformer, Bf16KeepsProductOperandsInHalfTheRoom) {
+  if (precision_support().bf16 == "none") GTEST_SKIP() << "no bf16 products on this CPU";
+  for (Family family : {Family::gpt2, Family::llama}) {
+    const ModelConfig c = small_config(family, Projection::wht);
+    const std::size_t fp32 = activation_floats(c, 3, 16, Precision::fp32);
+    const std::size_t bf16 = activation_floats(c, 3, 16, Precision::bf16);
+    // Per block: two norm outputs of d and the activation of ff values, and the final norm.
+    const std::size_t halved = (c.n_layer * (2 * c.d_model + c.ff()) + c.d_model) * 3 * 16 / 2;
+    EXPECT_LE(bf16 + halved, fp32 + 16 * (2 * c.n_layer + 1) * 16) << family_name(family);
+    EXPECT_GE(bf16 + halved, fp32) << family_name(family);
+    Transformer m(c, Device::cpu, Precision::bf16);
+    m.init_weights(3);
+    m.reserve(3, 16);
+    EXPECT_EQ(m.activation_bytes(), bf16 * sizeof(float));
+    std::vector<std::int32_t> tokens(48), targets(48);
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      tokens[i] = static_cast<std::int32_t>((7 * i) % c.vocab_size);
+      targets[i] = static_cast<std::int32_t>((7 * i + 1) % c.vocab_size);
+    }
+    const double loss = m.forward(tokens.data(), targets.data(), 3, 16);
+    EXPECT_NEAR(loss, std::log(double(c.vocab_size)), 0.5);
+    m.zero_grads();
+    m.backward(1.0f);
+    EXPECT_GT(m.grad_norm(), 0.0);
+    EXPECT_TRUE(std::isfinite(m.grad_norm()));
+  }
 }
 
 TEST(Transformer, InitialLossIsNearLogVocabAndTokensOutOfRangeAreRefused) {

@@ -42,8 +42,10 @@ class FloatBuffer {
 // Floats of activation memory a training step at (batch, seq) needs on the CPU:
 // everything the forward pass keeps for the backward pass, plus the backward's
 // scratch (the CUDA backend's attention needs none of the latter; a model's own
-// figure is Transformer::activation_bytes()).
-std::size_t activation_floats(const ModelConfig& config, int batch, int seq);
+// figure is Transformer::activation_bytes()). At bf16 the activations that only feed
+// products (norm outputs, the MLP activation's) are kept in bf16.
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq,
+                              Precision precision = Precision::fp32);
 
 // The model on one device (Device::cuda: parameters, gradients and activations in GPU
 // memory; throws std::runtime_error saying why when CUDA cannot be used), its matrix

@@ -46,9 +46,16 @@ class Backend {
   // made again from them on their next use.
   virtual void parameters_changed() = 0;
 
-  virtual void linear_forward(float* y, const float* x, const float* w, const float* b,
+  // The type in which this backend's products read the activations that only feed them
+  // (Operand): bf16 for the CPU's bf16 backend, whose norms and activations then write
+  // them as bf16 for the products to read as they are; fp32 everywhere else. Every op
+  // that takes an Operand accepts fp32 too.
+  virtual Operands operand_type() const { return Operands::fp32; }
+
+  virtual void linear_forward(float* y, ConstOperand x, const float* w, const float* b,
                               const LinearShape& s, Write y_write) = 0;
-  virtual void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+  // x is only read for dw.
+  virtual void linear_backward(float* dx, float* dw, float* db, const float* dy, ConstOperand x,
                                const float* w, const LinearShape& s, Write dx_write) = 0;
   // Inference with a packed weight (weights.hpp): y = x W^T + b (b may be nullptr), or
   // y += ... with Write::accumulate; x: [rows, w.in], y: [rows, w.out]. Few rows
@@ -56,18 +63,18 @@ class Backend {
   // CPU only: CUDA throws std::invalid_argument.
   virtual void linear_forward_packed(float* y, const float* x, const PackedWeight& w,
                                      const float* b, std::size_t rows, Write y_write) = 0;
-  virtual void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
-                                 const float* b, const NormShape& s, float eps) = 0;
+  virtual void layernorm_forward(Operand y, float* mean, float* rstd, const float* x,
+                                 const float* w, const float* b, const NormShape& s, float eps) = 0;
   virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                                   const float* mean, const float* rstd, const float* w,
                                   const NormShape& s) = 0;
-  virtual void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w,
+  virtual void rmsnorm_forward(Operand y, float* rstd, const float* x, const float* w,
                                const NormShape& s, float eps) = 0;
   virtual void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x,
                                 const float* rstd, const float* w, const NormShape& s) = 0;
-  virtual void gelu_forward(float* y, const float* x, std::size_t n) = 0;
+  virtual void gelu_forward(Operand y, const float* x, std::size_t n) = 0;
   virtual void gelu_backward(float* dx, const float* dy, const float* x, std::size_t n) = 0;
-  virtual void swiglu_forward(float* y, const float* h, std::size_t rows, std::size_t ff) = 0;
+  virtual void swiglu_forward(Operand y, const float* h, std::size_t rows, std::size_t ff) = 0;
   virtual void swiglu_backward(float* dh, const float* dy, const float* h, std::size_t rows,
                                std::size_t ff) = 0;
   virtual void rope_forward(float* qkv, const float* cos, const float* sin, std::size_t rows,

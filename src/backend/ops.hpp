@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 
 #include "whtlm/matmul.hpp"
 
@@ -26,6 +27,46 @@ enum class Write { overwrite, accumulate };
 // even) with fp32 accumulation. Only float ops take bf16 where a kernel for it exists
 // (attention: see attention_forward); double ignores it.
 enum class Operands { fp32, bf16 };
+
+// An activation that only feeds matrix products (a norm's output, the MLP activation's),
+// as it is stored: fp32, or bf16 bits where the backend's products read bf16 operands
+// (Backend::operand_type()): then it is written once in bf16 and read by the forward
+// product and the weight gradient's without a conversion. A float pointer is an fp32
+// operand.
+struct Operand {
+  void* data = nullptr;
+  Operands type = Operands::fp32;
+  Operand() = default;
+  Operand(float* p) : data(p) {}  // NOLINT(google-explicit-constructor): fp32 activations
+  Operand(std::uint16_t* p) : data(p), type(Operands::bf16) {}  // NOLINT: bf16 bits
+  // The data as the type it has; std::logic_error for the other.
+  float* f32() const { return static_cast<float*>(as(Operands::fp32)); }
+  std::uint16_t* bf16() const { return static_cast<std::uint16_t*>(as(Operands::bf16)); }
+
+ private:
+  void* as(Operands t) const {
+    if (t != type) throw std::logic_error("an activation is used in the other precision");
+    return data;
+  }
+};
+struct ConstOperand {
+  const void* data = nullptr;
+  Operands type = Operands::fp32;
+  ConstOperand() = default;
+  ConstOperand(const float* p) : data(p) {}  // NOLINT(google-explicit-constructor)
+  ConstOperand(const std::uint16_t* p) : data(p), type(Operands::bf16) {}  // NOLINT
+  ConstOperand(const Operand& o) : data(o.data), type(o.type) {}           // NOLINT
+  const float* f32() const { return static_cast<const float*>(as(Operands::fp32)); }
+  const std::uint16_t* bf16() const {
+    return static_cast<const std::uint16_t*>(as(Operands::bf16));
+  }
+
+ private:
+  const void* as(Operands t) const {
+    if (t != type) throw std::logic_error("an activation is used in the other precision");
+    return data;
+  }
+};
 
 // How a linear layer's weight is stored: [in, out] (y = x w, GPT-2's Conv1D) or
 // [out, in] (y = x w^T, a Linear, as llama's projections are).
@@ -53,8 +94,10 @@ struct NormShape {
 };
 
 // LayerNorm over d: y = (x - mean) * rstd * w + b. mean, rstd: [rows] (saved).
-template <class T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+// The forwards of norms and activations also write y as bf16 bits (Y = std::uint16_t,
+// T = float): the fp32 value rounded to nearest even, as bf16 operands are.
+template <class T, class Y = T>
+void layernorm_forward(Y* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
                        const NormShape& s, T eps);
 // dx += ..., dw += ..., db += ...
 template <class T>
@@ -62,22 +105,22 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* m
                         const T* w, const NormShape& s);
 
 // RMSNorm over d: y = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps).
-template <class T>
-void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, const NormShape& s, T eps);
+template <class T, class Y = T>
+void rmsnorm_forward(Y* y, T* rstd, const T* x, const T* w, const NormShape& s, T eps);
 // dx += ..., dw += ...
 template <class T>
 void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* rstd, const T* w,
                       const NormShape& s);
 
 // GELU, tanh approximation, elementwise over n values. dx may alias dy.
-template <class T>
-void gelu_forward(T* y, const T* x, std::size_t n);
+template <class T, class Y = T>
+void gelu_forward(Y* y, const T* x, std::size_t n);
 template <class T>
 void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n);
 
 // SwiGLU: h: [rows, 2 ff] = gate | up; y: [rows, ff] = silu(gate) * up.
-template <class T>
-void swiglu_forward(T* y, const T* h, std::size_t rows, std::size_t ff);
+template <class T, class Y = T>
+void swiglu_forward(Y* y, const T* h, std::size_t rows, std::size_t ff);
 // dh: [rows, 2 ff] (overwritten).
 template <class T>
 void swiglu_backward(T* dh, const T* dy, const T* h, std::size_t rows, std::size_t ff);

@@ -31,7 +31,7 @@ FamilyTraits FamilyTraits::of(Family family) {
   return t;
 }
 
-void Norm::forward(Backend& be, float* y, NormStats st, const float* x, const float* P,
+void Norm::forward(Backend& be, backend::Operand y, NormStats st, const float* x, const float* P,
                    std::size_t rows) const {
   if (kind == NormKind::layernorm)
     be.layernorm_forward(y, st.mean, st.rstd, x, P + w, P + b, {rows, d}, eps);
@@ -47,17 +47,17 @@ void Norm::backward(Backend& be, float* dx, float* G, const float* dy, const flo
     be.rmsnorm_backward(dx, G + w, dy, x, st.rstd, P + w, {rows, d});
 }
 
-void Linear::forward(Backend& be, float* y, const float* x, const float* P, std::size_t rows,
-                     Write y_write, const PackedWeights* packed) const {
+void Linear::forward(Backend& be, float* y, backend::ConstOperand x, const float* P,
+                     std::size_t rows, Write y_write, const PackedWeights* packed) const {
   if (packed != nullptr)
     if (const auto it = packed->find(w); it != packed->end()) {
-      be.linear_forward_packed(y, x, it->second, bias ? P + b : nullptr, rows, y_write);
+      be.linear_forward_packed(y, x.f32(), it->second, bias ? P + b : nullptr, rows, y_write);
       return;
     }
   be.linear_forward(y, x, P + w, bias ? P + b : nullptr, shape(rows), y_write);
 }
 
-void Linear::backward(Backend& be, float* dx, float* G, const float* dy, const float* x,
+void Linear::backward(Backend& be, float* dx, float* G, const float* dy, backend::ConstOperand x,
                       const float* P, std::size_t rows) const {
   be.linear_backward(dx, G + w, bias ? G + b : nullptr, dy, x, P + w, shape(rows),
                      Write::overwrite);
@@ -97,7 +97,8 @@ std::vector<MatrixRef> Block::matrices() const {
   return m;
 }
 
-void Block::activation_forward(Backend& be, float* hid, const float* fc, std::size_t rows) const {
+void Block::activation_forward(Backend& be, backend::Operand hid, const float* fc,
+                               std::size_t rows) const {
   if (activation_ == MlpActivation::gelu)
     be.gelu_forward(hid, fc, rows * ff_);
   else

@@ -51,9 +51,9 @@ struct Norm {
   std::size_t d = 0;
   float eps = 0;
 
-  // y = norm(x): [rows, d].
-  void forward(backend::Backend& be, float* y, NormStats st, const float* x, const float* P,
-               std::size_t rows) const;
+  // y = norm(x): [rows, d] (an operand of the products that follow).
+  void forward(backend::Backend& be, backend::Operand y, NormStats st, const float* x,
+               const float* P, std::size_t rows) const;
   // dx += d loss / dx for the gradient dy at y; the parameters' gradients into G.
   void backward(backend::Backend& be, float* dx, float* G, const float* dy, const float* x,
                 NormStats st, const float* P, std::size_t rows) const;
@@ -80,30 +80,32 @@ struct Linear {
   backend::LinearShape shape(std::size_t rows) const { return {rows, in, out, layout}; }
   MatrixRef matrix() const { return {w, in, out, layout}; }
   // y = x w (+ b), or y += ... with Write::accumulate. x: [rows, in], y: [rows, out].
-  // With packed weights that hold this layer's, reads the packed copy.
-  void forward(backend::Backend& be, float* y, const float* x, const float* P, std::size_t rows,
-               backend::Write y_write = backend::Write::overwrite,
+  // With packed weights that hold this layer's, reads the packed copy (x fp32).
+  void forward(backend::Backend& be, float* y, backend::ConstOperand x, const float* P,
+               std::size_t rows, backend::Write y_write = backend::Write::overwrite,
                const PackedWeights* packed = nullptr) const;
   // dx = dy w^T (overwritten); the weight's (and bias's) gradients added into G.
-  void backward(backend::Backend& be, float* dx, float* G, const float* dy, const float* x,
+  void backward(backend::Backend& be, float* dx, float* G, const float* dy, backend::ConstOperand x,
                 const float* P, std::size_t rows) const;
 };
 
 // The activations of one block over `rows` rows (shapes in rows). In training each
 // block has its own, kept for the backward; in inference one chunk's buffers serve
-// every block and the residual stream is updated in place (mid == y == x).
+// every block and the residual stream is updated in place (mid == y == x). h1, h2 and
+// hid only feed products: they are stored as the backend's products read them
+// (Backend::operand_type(): bf16 for the CPU's bf16 training), the rest in fp32.
 struct BlockActivations {
   float* x = nullptr;    // [rows, d]  the block's input: the residual stream
-  float* h1 = nullptr;   // [rows, d]  norm1(x)
+  backend::Operand h1;   // [rows, d]  norm1(x)
   NormStats norm1;       // [rows]
   float* qkv = nullptr;  // [rows, qkv_dim]  q | k | v heads (rotated by rope in llama)
   float* att = nullptr;  // [rows, d]  attention output, before the output projection
   float* lse = nullptr;  // [batch, n_head, seq]  attention log-sum-exp (training only)
   float* mid = nullptr;  // [rows, d]  x + proj(att)
-  float* h2 = nullptr;   // [rows, d]  norm2(mid)
+  backend::Operand h2;   // [rows, d]  norm2(mid)
   NormStats norm2;       // [rows]
   float* fc = nullptr;   // [rows, ff] (gpt2) or [rows, 2 ff] (llama: gate | up)
-  float* hid = nullptr;  // [rows, ff]  activation(fc)
+  backend::Operand hid;  // [rows, ff]  activation(fc)
   float* y = nullptr;    // [rows, d]  the block's output: mid + down(hid)
 };
 
@@ -167,7 +169,7 @@ class Block {
     const auto it = packed->find(offset);
     return it == packed->end() ? nullptr : &it->second;
   }
-  void activation_forward(backend::Backend& be, float* hid, const float* fc,
+  void activation_forward(backend::Backend& be, backend::Operand hid, const float* fc,
                           std::size_t rows) const;
   void activation_backward(backend::Backend& be, float* dfc, const float* dhid, const float* fc,
                            std::size_t rows) const;

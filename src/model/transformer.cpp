@@ -45,14 +45,17 @@ AttentionShape attention_shape(const ModelConfig& c, int batch, int seq) {
 }
 
 // Where each activation lives in the arena, in floats. Per block l the forward keeps
-// what its backward reads; the backward's scratch is shared by all blocks.
+// what its backward reads; the backward's scratch is shared by all blocks. The
+// activations that only feed products (the norms' outputs, the MLP activation's) take
+// half the room where they are stored in bf16 (Backend::operand_type()).
 struct ArenaPlan {
   std::size_t n = 0;  // rows = batch * seq
+  backend::Operands operands = backend::Operands::fp32;
   // per block, stride given by the *_stride fields
   std::size_t resid = 0, resid_mid = 0, norm1 = 0, norm2 = 0, stats = 0, qkv = 0, att = 0, lse = 0,
               fc = 0, act = 0;
   std::size_t resid_stride = 0, qkv_stride = 0, lse_stride = 0, fc_stride = 0, act_stride = 0,
-              stats_stride = 0;
+              stats_stride = 0, norm_stride = 0;
   // whole-model buffers
   std::size_t norm_f = 0, norm_f_stats = 0, logits = 0, losses = 0;
   // backward scratch
@@ -64,18 +67,28 @@ struct ArenaPlan {
     float* st = arena + stats + l * stats_stride;  // mean1, rstd1, mean2, rstd2: [n] each
     model::BlockActivations b;
     b.x = residual(arena, l);
-    b.h1 = arena + norm1 + l * resid_stride;
+    b.h1 = operand(arena + norm1 + l * norm_stride);
     b.norm1 = {st, st + n};
     b.qkv = arena + qkv + l * qkv_stride;
     b.att = arena + att + l * resid_stride;
     b.lse = arena + lse + l * lse_stride;
     b.mid = arena + resid_mid + l * resid_stride;
-    b.h2 = arena + norm2 + l * resid_stride;
+    b.h2 = operand(arena + norm2 + l * norm_stride);
     b.norm2 = {st + 2 * n, st + 3 * n};
     b.fc = arena + fc + l * fc_stride;
-    b.hid = arena + act + l * act_stride;
+    b.hid = operand(arena + act + l * act_stride);
     b.y = b.x + resid_stride;
     return b;
+  }
+  // Room at p for a product operand: fp32, or bf16 bits.
+  backend::Operand operand(float* p) const {
+    if (operands == backend::Operands::bf16) return reinterpret_cast<std::uint16_t*>(p);
+    return p;
+  }
+  // Floats that hold `values` product operands (bf16: two a float), a multiple of 16.
+  std::size_t operand_floats(std::size_t values) const {
+    if (operands == backend::Operands::fp32) return values;
+    return ((values + 1) / 2 + 15) / 16 * 16;
   }
   // The residual stream entering block l (l = n_layer: the last block's output).
   float* residual(float* arena, std::size_t l) const { return arena + resid + l * resid_stride; }
@@ -86,7 +99,9 @@ struct ArenaPlan {
 
   // scratch: floats of attention scratch the backend needs at this shape.
   ArenaPlan(const ModelConfig& c, int batch, int seq,
-            const std::function<std::size_t(const AttentionShape&)>& scratch) {
+            const std::function<std::size_t(const AttentionShape&)>& scratch,
+            backend::Operands product_operands) {
+    operands = product_operands;
     n = static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq);
     const std::size_t d = c.d_model, L = c.n_layer, ff = c.ff(), V = c.vocab_size;
     const std::size_t fc_width =
@@ -100,19 +115,20 @@ struct ArenaPlan {
     qkv_stride = n * static_cast<std::size_t>(c.qkv_dim());
     lse_stride = static_cast<std::size_t>(batch) * c.n_head * seq;
     fc_stride = n * fc_width;
-    act_stride = n * ff;
+    act_stride = operand_floats(n * ff);
+    norm_stride = operand_floats(n * d);
     stats_stride = 4 * n;  // mean and rstd of both norms
     resid = take((L + 1) * resid_stride);
     resid_mid = take(L * resid_stride);
-    norm1 = take(L * resid_stride);
-    norm2 = take(L * resid_stride);
+    norm1 = take(L * norm_stride);
+    norm2 = take(L * norm_stride);
     stats = take(L * stats_stride);
     qkv = take(L * qkv_stride);
     att = take(L * resid_stride);
     lse = take(L * lse_stride);
     fc = take(L * fc_stride);
     act = take(L * act_stride);
-    norm_f = take(n * d);
+    norm_f = take(norm_stride);
     norm_f_stats = take(2 * n);
     logits = take(n * V);
     losses = take(2 * n);  // per-row loss, then per-row log-sum-exp
@@ -120,7 +136,7 @@ struct ArenaPlan {
     d_x = take(n * d);
     d_qkv = take(qkv_stride);
     d_fc = take(fc_stride);
-    d_act = take(act_stride);
+    d_act = take(n * ff);
     att_scratch = take(scratch(attention_shape(c, batch, seq)));
   }
 };
@@ -148,7 +164,8 @@ double activation_floats_bound(const ModelConfig& c, int batch, int seq) {
   const double n = double(batch) * double(seq), d = c.d_model, L = c.n_layer, ff = c.ff();
   const double widths = 6 * d + double(c.qkv_dim()) + 3 * ff + 8;
   return n * ((L + 1) * widths + double(c.vocab_size) + 2 * double(c.qkv_dim()) + 6 * ff + 8) +
-         L * double(batch) * c.n_head * seq + 512.0 * (128.0 * seq + 64) + 16.0 * 40 * (L + 2);
+         L * double(batch) * c.n_head * seq + 512.0 * (320.0 + 8.0 * d) * (seq + 48.0) +
+         16.0 * 40 * (L + 2);
 }
 
 // Activations beyond this are refused without computing the exact plan (4 EiB).
@@ -161,8 +178,10 @@ std::string shape_text(int batch, int seq) {
 
 }  // namespace
 
-std::size_t activation_floats(const ModelConfig& config, int batch, int seq) {
-  return ArenaPlan(config, batch, seq, backend::attention_scratch_size).total;
+std::size_t activation_floats(const ModelConfig& config, int batch, int seq, Precision precision) {
+  return ArenaPlan(config, batch, seq, backend::attention_scratch_size,
+                   precision == Precision::bf16 ? backend::Operands::bf16 : backend::Operands::fp32)
+      .total;
 }
 
 struct Transformer::Impl {
@@ -187,8 +206,9 @@ struct Transformer::Impl {
     return be.attention_scratch_floats(s);
   }
   ArenaPlan make_plan(int b, int t) const {
-    return ArenaPlan(layout.config(), b, t,
-                     [this](const AttentionShape& s) { return scratch_floats(s); });
+    return ArenaPlan(
+        layout.config(), b, t, [this](const AttentionShape& s) { return scratch_floats(s); },
+        be.operand_type());
   }
   bool on_host() const { return be.device() == Device::cpu; }
 
@@ -410,9 +430,9 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     net.blocks[l].forward(be, P, a.block(act, l), n, attend);
   const float* xf = a.residual(act, net.blocks.size());  // the last block's output
   float* stf = act + a.norm_f_stats;
-  net.norm_f.forward(be, act + a.norm_f, {stf, stf + n}, xf, P, n);
+  net.norm_f.forward(be, a.operand(act + a.norm_f), {stf, stf + n}, xf, P, n);
   float* logits = act + a.logits;
-  net.head.forward(be, logits, act + a.norm_f, P, n);
+  net.head.forward(be, logits, a.operand(act + a.norm_f), P, n);
   m.logits_valid = true;
   m.can_backward = targets != nullptr;
   if (targets == nullptr) return 0.0;
@@ -452,7 +472,7 @@ void Transformer::backward(float loss_scale) {
                             loss_scale / static_cast<float>(n));
   m.logits_valid = m.can_backward = false;
   float* stf = act + a.norm_f_stats;
-  net.head.backward(be, g.dx, G, logits, act + a.norm_f, P, n);
+  net.head.backward(be, g.dx, G, logits, a.operand(act + a.norm_f), P, n);
   be.zero(g.dres, n * static_cast<std::size_t>(c.d_model) * sizeof(float));
   const float* xf = a.residual(act, net.blocks.size());
   net.norm_f.backward(be, g.dres, G, g.dx, xf, {stf, stf + n}, P, n);

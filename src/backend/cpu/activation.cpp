@@ -1,6 +1,8 @@
 // Elementwise activations: GELU (tanh approximation, gpt2) and SwiGLU (llama).
 #include <cmath>
+#include <cstdint>
 
+#include "backend/cpu/bf16.hpp"
 #include "backend/cpu/vmath.hpp"
 #include "backend/ops.hpp"
 #include "base/parallel.hpp"
@@ -14,13 +16,14 @@ constexpr double kGeluA = 0.044715;
 }  // namespace
 
 // y = 0.5 x (1 + tanh(c (x + a x^3))).
-template <class T>
-void gelu_forward(T* y, const T* x, std::size_t n) {
+template <class T, class Y>
+void gelu_forward(Y* y, const T* x, std::size_t n) {
   parallel_ranges(n, n * 8, [&](std::size_t i0, std::size_t len) {
 #pragma omp simd
     for (std::size_t i = i0; i < i0 + len; ++i) {
       const T v = x[i];
-      y[i] = T(0.5) * v * (T(1) + cpu::vtanh(T(kGeluC) * (v + T(kGeluA) * v * v * v)));
+      y[i] = cpu::output_as<Y>(T(0.5) * v *
+                               (T(1) + cpu::vtanh(T(kGeluC) * (v + T(kGeluA) * v * v * v))));
     }
   });
 }
@@ -40,15 +43,16 @@ void gelu_backward(T* dx, const T* dy, const T* x, std::size_t n) {
 }
 
 // h: [rows, 2 ff] = gate | up; y = silu(gate) * up with silu(g) = g / (1 + e^-g).
-template <class T>
-void swiglu_forward(T* y, const T* h, std::size_t rows, std::size_t ff) {
+template <class T, class Y>
+void swiglu_forward(Y* y, const T* h, std::size_t rows, std::size_t ff) {
   parallel_ranges(rows, rows * ff * 8, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* g = h + r * 2 * ff;
       const T* u = g + ff;
-      T* yr = y + r * ff;
+      Y* yr = y + r * ff;
 #pragma omp simd
-      for (std::size_t i = 0; i < ff; ++i) yr[i] = g[i] / (T(1) + cpu::vexp(-g[i])) * u[i];
+      for (std::size_t i = 0; i < ff; ++i)
+        yr[i] = cpu::output_as<Y>(g[i] / (T(1) + cpu::vexp(-g[i])) * u[i]);
     }
   });
 }
@@ -81,5 +85,8 @@ void swiglu_backward(T* dh, const T* dy, const T* h, std::size_t rows, std::size
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE
+template void gelu_forward<float, std::uint16_t>(std::uint16_t*, const float*, std::size_t);
+template void swiglu_forward<float, std::uint16_t>(std::uint16_t*, const float*, std::size_t,
+                                                   std::size_t);
 
 }  // namespace whtlm::backend

@@ -198,29 +198,30 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void linear_forward(float* y, const float* x, const float* w, const float* b,
+  Operands operand_type() const override { return operands(); }
+
+  void linear_forward(float* y, ConstOperand x, const float* w, const float* b,
                       const LinearShape& s, Write y_write) override {
     if (!bf16_) {
-      backend::linear_forward(y, x, w, b, s, y_write);
+      backend::linear_forward(y, x.f32(), w, b, s, y_write);
       return;
     }
     const bool in_out = s.layout == WeightLayout::in_out;
     const std::uint16_t* wb = bf16_weight(w, s.in * s.out);
-    if (s.rows <= kPackedGemvRows && !in_out) {
+    if (s.rows <= kPackedGemvRows && !in_out && x.type == Operands::fp32) {
       // Decoding: the bf16 copy [out, in] is a packed bf16 weight; read it directly.
-      packed_gemv(y, x, {WeightFormat::bf16, wb, s.out, s.in}, b, s.rows, y_write);
+      packed_gemv(y, x.f32(), {WeightFormat::bf16, wb, s.out, s.in}, b, s.rows, y_write);
       return;
     }
     if (b != nullptr) add_rows(y, b, s.rows, s.out, y_write);
-    std::uint16_t* xb = scratch(0, s.rows * s.in);
-    to_bf16(xb, x, s.rows * s.in);
+    const std::uint16_t* xb = bf16_operand(0, x, s.rows * s.in);
     gemm_bf16(Trans::no, in_out ? Trans::no : Trans::yes, s.rows, s.out, s.in, xb, s.in, wb,
               in_out ? s.out : s.in, b != nullptr || y_write == Write::accumulate, y, s.out);
   }
-  void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+  void linear_backward(float* dx, float* dw, float* db, const float* dy, ConstOperand x,
                        const float* w, const LinearShape& s, Write dx_write) override {
     if (!bf16_) {
-      backend::linear_backward(dx, dw, db, dy, x, w, s, dx_write);
+      backend::linear_backward(dx, dw, db, dy, x.f32(), w, s, dx_write);
       return;
     }
     const bool in_out = s.layout == WeightLayout::in_out;
@@ -232,8 +233,7 @@ class CpuBackend final : public Backend {
       gemm_bf16(Trans::no, in_out ? Trans::yes : Trans::no, s.rows, s.in, s.out, dyb, s.out, wb,
                 in_out ? s.out : s.in, dx_write == Write::accumulate, dx, s.in);
     }
-    std::uint16_t* xb = scratch(1, s.rows * s.in);
-    to_bf16(xb, x, s.rows * s.in);
+    const std::uint16_t* xb = bf16_operand(1, x, s.rows * s.in);
     if (in_out)  // dw[in, out] += x^T dy
       gemm_bf16(Trans::yes, Trans::no, s.in, s.out, s.rows, xb, s.in, dyb, s.out, true, dw, s.out);
     else  // dw[out, in] += dy^T x
@@ -256,31 +256,43 @@ class CpuBackend final : public Backend {
     gemm_bf16(Trans::no, Trans::yes, rows, w.out, w.in, xb, w.in, wb, w.in,
               b != nullptr || y_write == Write::accumulate, y, w.out);
   }
-  void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+  void layernorm_forward(Operand y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, const NormShape& s, float eps) override {
-    backend::layernorm_forward(y, mean, rstd, x, w, b, s, eps);
+    if (y.type == Operands::bf16)
+      backend::layernorm_forward(y.bf16(), mean, rstd, x, w, b, s, eps);
+    else
+      backend::layernorm_forward(y.f32(), mean, rstd, x, w, b, s, eps);
   }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                           const float* mean, const float* rstd, const float* w,
                           const NormShape& s) override {
     backend::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, s);
   }
-  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, const NormShape& s,
+  void rmsnorm_forward(Operand y, float* rstd, const float* x, const float* w, const NormShape& s,
                        float eps) override {
-    backend::rmsnorm_forward(y, rstd, x, w, s, eps);
+    if (y.type == Operands::bf16)
+      backend::rmsnorm_forward(y.bf16(), rstd, x, w, s, eps);
+    else
+      backend::rmsnorm_forward(y.f32(), rstd, x, w, s, eps);
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd,
                         const float* w, const NormShape& s) override {
     backend::rmsnorm_backward(dx, dw, dy, x, rstd, w, s);
   }
-  void gelu_forward(float* y, const float* x, std::size_t n) override {
-    backend::gelu_forward(y, x, n);
+  void gelu_forward(Operand y, const float* x, std::size_t n) override {
+    if (y.type == Operands::bf16)
+      backend::gelu_forward(y.bf16(), x, n);
+    else
+      backend::gelu_forward(y.f32(), x, n);
   }
   void gelu_backward(float* dx, const float* dy, const float* x, std::size_t n) override {
     backend::gelu_backward(dx, dy, x, n);
   }
-  void swiglu_forward(float* y, const float* h, std::size_t rows, std::size_t ff) override {
-    backend::swiglu_forward(y, h, rows, ff);
+  void swiglu_forward(Operand y, const float* h, std::size_t rows, std::size_t ff) override {
+    if (y.type == Operands::bf16)
+      backend::swiglu_forward(y.bf16(), h, rows, ff);
+    else
+      backend::swiglu_forward(y.f32(), h, rows, ff);
   }
   void swiglu_backward(float* dh, const float* dy, const float* h, std::size_t rows,
                        std::size_t ff) override {
@@ -411,6 +423,13 @@ class CpuBackend final : public Backend {
         }
       }
     });
+  }
+  // A product's activation operand as bf16: as it is, or converted into scratch slot.
+  const std::uint16_t* bf16_operand(int slot, ConstOperand x, std::size_t n) {
+    if (x.type == Operands::bf16) return x.bf16();
+    std::uint16_t* xb = scratch(slot, n);
+    to_bf16(xb, x.f32(), n);
+    return xb;
   }
   const std::uint16_t* bf16_weight(const float* w, std::size_t n) {
     return weight_cache().get(w, n, [this](std::size_t bytes) { return allocate(bytes); });

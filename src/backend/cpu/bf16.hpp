@@ -26,6 +26,15 @@ inline float from_bf16(std::uint16_t h) {
   return f;
 }
 
+// A kernel's output value as its output type: itself, or as bf16 bits.
+template <class Y, class T>
+inline Y output_as(T v) {
+  if constexpr (sizeof(Y) == 2 && sizeof(T) == 4)
+    return to_bf16(v);
+  else
+    return static_cast<Y>(v);
+}
+
 // dst[i] = to_bf16(src[i]) for n values (threaded).
 void to_bf16(std::uint16_t* dst, const float* src, std::size_t n);
 // The same for a [rows, cols] block with row strides.

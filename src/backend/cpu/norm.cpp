@@ -3,20 +3,21 @@
 // second pass split by columns, so they do not depend on the thread count.
 #include <cmath>
 
+#include "backend/cpu/bf16.hpp"
 #include "backend/ops.hpp"
 #include "base/parallel.hpp"
 
 namespace whtlm::backend {
 
 // x, y: [rows, d]; w, b: [d]; mean, rstd: [rows].
-template <class T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+template <class T, class Y>
+void layernorm_forward(Y* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
                        const NormShape& shape, T eps) {
   const std::size_t rows = shape.rows, d = shape.d;
   parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* xr = x + r * d;
-      T* yr = y + r * d;
+      Y* yr = y + r * d;
       T s = 0;
 #pragma omp simd reduction(+ : s)
       for (std::size_t i = 0; i < d; ++i) s += xr[i];
@@ -26,7 +27,7 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
       for (std::size_t i = 0; i < d; ++i) v += (xr[i] - m) * (xr[i] - m);
       const T rs = T(1) / std::sqrt(v / T(d) + eps);
 #pragma omp simd
-      for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rs * w[i] + b[i];
+      for (std::size_t i = 0; i < d; ++i) yr[i] = cpu::output_as<Y>((xr[i] - m) * rs * w[i] + b[i]);
       mean[r] = m;
       rstd[r] = rs;
     }
@@ -73,19 +74,19 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* m
 }
 
 // x, y: [rows, d]; w: [d]; rstd: [rows].
-template <class T>
-void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, const NormShape& shape, T eps) {
+template <class T, class Y>
+void rmsnorm_forward(Y* y, T* rstd, const T* x, const T* w, const NormShape& shape, T eps) {
   const std::size_t rows = shape.rows, d = shape.d;
   parallel_ranges(rows, rows * d, [&](std::size_t r0, std::size_t nr) {
     for (std::size_t r = r0; r < r0 + nr; ++r) {
       const T* xr = x + r * d;
-      T* yr = y + r * d;
+      Y* yr = y + r * d;
       T s = 0;
 #pragma omp simd reduction(+ : s)
       for (std::size_t i = 0; i < d; ++i) s += xr[i] * xr[i];
       const T rs = T(1) / std::sqrt(s / T(d) + eps);
 #pragma omp simd
-      for (std::size_t i = 0; i < d; ++i) yr[i] = xr[i] * rs * w[i];
+      for (std::size_t i = 0; i < d; ++i) yr[i] = cpu::output_as<Y>(xr[i] * rs * w[i]);
       rstd[r] = rs;
     }
   });
@@ -132,5 +133,10 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* rstd, cons
 WHTLM_INSTANTIATE(float)
 WHTLM_INSTANTIATE(double)
 #undef WHTLM_INSTANTIATE
+template void layernorm_forward<float, std::uint16_t>(std::uint16_t*, float*, float*, const float*,
+                                                      const float*, const float*, const NormShape&,
+                                                      float);
+template void rmsnorm_forward<float, std::uint16_t>(std::uint16_t*, float*, const float*,
+                                                    const float*, const NormShape&, float);
 
 }  // namespace whtlm::backend

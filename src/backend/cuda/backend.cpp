@@ -98,8 +98,10 @@ class CudaBackend final : public Backend {
   void parameters_changed() override {}  // bf16 operands are converted per call
 
   // The kernels take the shapes as plain sizes (kernels.hpp); they are unpacked here.
-  void linear_forward(float* y, const float* x, const float* w, const float* b,
+  // Activations that feed products are fp32 here (operand_type()): .f32() says so.
+  void linear_forward(float* y, ConstOperand xo, const float* w, const float* b,
                       const LinearShape& s, Write y_write) override {
+    const float* x = xo.f32();
     const bool in_out = s.layout == WeightLayout::in_out, add = y_write == Write::accumulate;
     if (bf16_)
       cuda::linear_forward_bf16(y, x, w, b, s.rows, s.in, s.out, in_out, add,
@@ -107,8 +109,9 @@ class CudaBackend final : public Backend {
     else
       cuda::linear_forward(y, x, w, b, s.rows, s.in, s.out, in_out, add);
   }
-  void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+  void linear_backward(float* dx, float* dw, float* db, const float* dy, ConstOperand xo,
                        const float* w, const LinearShape& s, Write dx_write) override {
+    const float* x = xo.f32();
     const bool in_out = s.layout == WeightLayout::in_out, add = dx_write == Write::accumulate;
     if (bf16_)
       cuda::linear_backward_bf16(dx, dw, db, dy, x, w, s.rows, s.in, s.out, in_out, add,
@@ -121,31 +124,31 @@ class CudaBackend final : public Backend {
     throw std::invalid_argument(std::string("--weights ") + weight_format_name(w.format) +
                                 " runs on the CPU only (--device cpu)");
   }
-  void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+  void layernorm_forward(Operand y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, const NormShape& s, float eps) override {
-    cuda::layernorm_forward(y, mean, rstd, x, w, b, s.rows, s.d, eps);
+    cuda::layernorm_forward(y.f32(), mean, rstd, x, w, b, s.rows, s.d, eps);
   }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                           const float* mean, const float* rstd, const float* w,
                           const NormShape& s) override {
     cuda::layernorm_backward(dx, dw, db, dy, x, mean, rstd, w, s.rows, s.d);
   }
-  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, const NormShape& s,
+  void rmsnorm_forward(Operand y, float* rstd, const float* x, const float* w, const NormShape& s,
                        float eps) override {
-    cuda::rmsnorm_forward(y, rstd, x, w, s.rows, s.d, eps);
+    cuda::rmsnorm_forward(y.f32(), rstd, x, w, s.rows, s.d, eps);
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd,
                         const float* w, const NormShape& s) override {
     cuda::rmsnorm_backward(dx, dw, dy, x, rstd, w, s.rows, s.d);
   }
-  void gelu_forward(float* y, const float* x, std::size_t n) override {
-    cuda::gelu_forward(y, x, n);
+  void gelu_forward(Operand y, const float* x, std::size_t n) override {
+    cuda::gelu_forward(y.f32(), x, n);
   }
   void gelu_backward(float* dx, const float* dy, const float* x, std::size_t n) override {
     cuda::gelu_backward(dx, dy, x, n);
   }
-  void swiglu_forward(float* y, const float* h, std::size_t rows, std::size_t ff) override {
-    cuda::swiglu_forward(y, h, rows, ff);
+  void swiglu_forward(Operand y, const float* h, std::size_t rows, std::size_t ff) override {
+    cuda::swiglu_forward(y.f32(), h, rows, ff);
   }
   void swiglu_backward(float* dh, const float* dy, const float* h, std::size_t rows,
                        std::size_t ff) override {
