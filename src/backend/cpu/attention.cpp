@@ -6,8 +6,11 @@
 // Backward recomputes P from lse (nothing of size seq x seq is stored):
 //   dP = dO V^T, D_i = dO_i . O_i, dS = P * (dP - D) / sqrt(hd),
 //   dQ = dS K, dK += dS^T Q, dV += P^T dO.
-// The products go through gemm; only the softmax runs here. Scratch is kBlock x seq
-// per thread, so memory grows linearly with the sequence length.
+// Here the products go through gemm (the portable version, and double for the tests);
+// float on a CPU with AVX-512 runs the same blocks in the kernels of attention_avx512.cpp
+// (attention_kernels.hpp), with bf16 operands when asked and the CPU has AVX512-BF16.
+// Scratch is kBlock x seq per thread (the kernels': a few rows of seq per thread more),
+// so memory grows linearly with the sequence length.
 #include <omp.h>
 
 #include <algorithm>
