@@ -246,11 +246,15 @@ class CpuBackend final : public Backend {
       packed_gemv(y, x, w, b, rows, y_write);
       return;
     }
-    // Prefill: the weight unpacked to bf16 once per call (a small cost next to a
-    // product of many rows), the activations converted, one bf16 product.
+    // Prefill: one bf16 product. A bf16 weight is read where it is packed; q8_0 is
+    // dequantized to bf16 once per call (a small cost next to a product of many rows).
     if (b != nullptr) add_rows(y, b, rows, w.out, y_write);
-    std::uint16_t* wb = scratch(1, w.out * w.in);
-    unpack_weight_bf16(wb, w, 0, w.out);
+    const std::uint16_t* wb = static_cast<const std::uint16_t*>(w.data);
+    if (w.format != WeightFormat::bf16) {
+      std::uint16_t* unpacked = scratch(1, w.out * w.in);
+      unpack_weight_bf16(unpacked, w, 0, w.out);
+      wb = unpacked;
+    }
     std::uint16_t* xb = scratch(0, rows * w.in);
     to_bf16(xb, x, rows * w.in);
     gemm_bf16(Trans::no, Trans::yes, rows, w.out, w.in, xb, w.in, wb, w.in,
