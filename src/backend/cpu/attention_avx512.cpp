@@ -47,6 +47,29 @@ constexpr int kMaxNV = 4;           // 16-float vectors per tile row (64 columns
 std::size_t at_most(std::size_t a, std::size_t b) { return a < b ? a : b; }
 std::size_t round16(std::size_t n) { return (n + 15) / 16 * 16; }
 
+// The accumulators of an MR x (16 NV) tile, and their store: C = alpha acc (+ C).
+template <int MR, int NV>
+void zero_tile(__m512 (&acc)[MR][NV]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+}
+
+template <int MR, int NV, class Args>
+void store_tile(const __m512 (&acc)[MR][NV], const Args& p) {
+  const __m512 alpha = _mm512_set1_ps(p.alpha);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* cp = p.c + r * p.ldc + 16 * v;
+      __m512 y = _mm512_mul_ps(acc[r][v], alpha);
+      if (p.accumulate) y = _mm512_add_ps(y, _mm512_loadu_ps(cp));
+      _mm512_storeu_ps(cp, y);
+    }
+}
+
 // ---- fp32 products -------------------------------------------------------------------
 
 // A(i, k) = a[i * a_rs + k * a_cs]; row k of B at b + k * ldb; row i of C at c + i * ldc.
@@ -64,10 +87,7 @@ struct F32Args {
 template <int MR, int NV>
 void tile_f32(const F32Args& p, std::size_t k) {
   __m512 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  zero_tile<MR, NV>(acc);
   for (std::size_t kk = 0; kk < k; ++kk) {
     const float* br = p.b + kk * p.ldb;
     __m512 bv[NV];
@@ -81,16 +101,7 @@ void tile_f32(const F32Args& p, std::size_t k) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
   }
-  const __m512 alpha = _mm512_set1_ps(p.alpha);
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      float* cp = p.c + r * p.ldc + 16 * v;
-      __m512 y = _mm512_mul_ps(acc[r][v], alpha);
-      if (p.accumulate) y = _mm512_add_ps(y, _mm512_loadu_ps(cp));
-      _mm512_storeu_ps(cp, y);
-    }
+  store_tile<MR, NV>(acc, p);
 }
 
 // ---- bf16 products -------------------------------------------------------------------
@@ -111,10 +122,7 @@ struct Bf16Args {
 template <int MR, int NV>
 void tile_bf16(const Bf16Args& p, std::size_t kp) {
   __m512 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  zero_tile<MR, NV>(acc);
   for (std::size_t t = 0; t < kp; ++t) {
     const std::uint32_t* br = p.b + t * p.ldb;
     __m512bh bv[NV];
@@ -127,16 +135,7 @@ void tile_bf16(const Bf16Args& p, std::size_t kp) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
     }
   }
-  const __m512 alpha = _mm512_set1_ps(p.alpha);
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      float* cp = p.c + r * p.ldc + 16 * v;
-      __m512 y = _mm512_mul_ps(acc[r][v], alpha);
-      if (p.accumulate) y = _mm512_add_ps(y, _mm512_loadu_ps(cp));
-      _mm512_storeu_ps(cp, y);
-    }
+  store_tile<MR, NV>(acc, p);
 }
 
 // ---- the tile loop ------------------------------------------------------------------
