@@ -9,8 +9,9 @@
 // The bounds. u is the relative rounding of an operand: 2^-8 for bf16 (as in
 // bf16_test.cpp), 0 for fp32 operands; every fp32 sum of k terms adds k 2^-24 of the sum
 // of their magnitudes; the kernels' exp is within e = 2^-21 relative.
-//   S_ij = q_i . k_j / sqrt(hd) moves by at most
-//       d_ij = ((1 + u)^2 - 1 + hd 2^-24) sum_c |q_ic k_jc| / sqrt(hd);
+//   S_ij = q_i . k_j / sqrt(hd), an fp32 product with either operands (the kernels keep
+//   the scores out of bf16), moves by at most
+//       d_ij = hd 2^-24 sum_c |q_ic k_jc| / sqrt(hd);
 //   with d_i = max_j d_ij, a probability computed from the moved scores and a moved
 //   log-sum-exp (|dlse_i| <= d_i + 2e + 2^-23 |lse_i|) is within a relative
 //       r_i = exp(2 d_i + 3e + 2^-23 |lse_i| + (i + 1) 2^-24) - 1 of P_ij.
@@ -134,7 +135,7 @@ TEST_P(AttentionKernels, ForwardAndBackwardWithinTheBoundOfTheirOperands) {
           }
           p[j] = std::exp(dotqk * scale - l);
           dp[j] = dpv;
-          d_max = std::max(d_max, (grow - 1 + double(s.hd) * kAcc) * mag * scale);
+          d_max = std::max(d_max, double(s.hd) * kAcc * mag * scale);
           edp[j] = (grow - 1 + double(s.hd) * kAcc) * dpmag;
         }
         const double r =
