@@ -42,6 +42,14 @@ struct Operand {
   // The data as the type it has; std::logic_error for the other.
   float* f32() const { return static_cast<float*>(as(Operands::fp32)); }
   std::uint16_t* bf16() const { return static_cast<std::uint16_t*>(as(Operands::bf16)); }
+  // f(p), p the data as the type it has (float* or std::uint16_t*).
+  template <class F>
+  void visit(F&& f) const {
+    if (type == Operands::bf16)
+      f(static_cast<std::uint16_t*>(data));
+    else
+      f(static_cast<float*>(data));
+  }
 
  private:
   void* as(Operands t) const {

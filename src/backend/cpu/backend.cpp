@@ -262,10 +262,7 @@ class CpuBackend final : public Backend {
   }
   void layernorm_forward(Operand y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, const NormShape& s, float eps) override {
-    if (y.type == Operands::bf16)
-      backend::layernorm_forward(y.bf16(), mean, rstd, x, w, b, s, eps);
-    else
-      backend::layernorm_forward(y.f32(), mean, rstd, x, w, b, s, eps);
+    y.visit([&](auto* out) { backend::layernorm_forward(out, mean, rstd, x, w, b, s, eps); });
   }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                           const float* mean, const float* rstd, const float* w,
@@ -274,29 +271,20 @@ class CpuBackend final : public Backend {
   }
   void rmsnorm_forward(Operand y, float* rstd, const float* x, const float* w, const NormShape& s,
                        float eps) override {
-    if (y.type == Operands::bf16)
-      backend::rmsnorm_forward(y.bf16(), rstd, x, w, s, eps);
-    else
-      backend::rmsnorm_forward(y.f32(), rstd, x, w, s, eps);
+    y.visit([&](auto* out) { backend::rmsnorm_forward(out, rstd, x, w, s, eps); });
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd,
                         const float* w, const NormShape& s) override {
     backend::rmsnorm_backward(dx, dw, dy, x, rstd, w, s);
   }
   void gelu_forward(Operand y, const float* x, std::size_t n) override {
-    if (y.type == Operands::bf16)
-      backend::gelu_forward(y.bf16(), x, n);
-    else
-      backend::gelu_forward(y.f32(), x, n);
+    y.visit([&](auto* out) { backend::gelu_forward(out, x, n); });
   }
   void gelu_backward(float* dx, const float* dy, const float* x, std::size_t n) override {
     backend::gelu_backward(dx, dy, x, n);
   }
   void swiglu_forward(Operand y, const float* h, std::size_t rows, std::size_t ff) override {
-    if (y.type == Operands::bf16)
-      backend::swiglu_forward(y.bf16(), h, rows, ff);
-    else
-      backend::swiglu_forward(y.f32(), h, rows, ff);
+    y.visit([&](auto* out) { backend::swiglu_forward(out, h, rows, ff); });
   }
   void swiglu_backward(float* dh, const float* dy, const float* h, std::size_t rows,
                        std::size_t ff) override {
