@@ -255,8 +255,7 @@ class CpuBackend final : public Backend {
       unpack_weight_bf16(unpacked, w, 0, w.out);
       wb = unpacked;
     }
-    std::uint16_t* xb = scratch(0, rows * w.in);
-    to_bf16(xb, x, rows * w.in);
+    const std::uint16_t* xb = bf16_operand(0, x, rows * w.in);
     gemm_bf16(Trans::no, Trans::yes, rows, w.out, w.in, xb, w.in, wb, w.in,
               b != nullptr || y_write == Write::accumulate, y, w.out);
   }
