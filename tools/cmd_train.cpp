@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "whtlm/checkpoint.hpp"
 #include "whtlm/data.hpp"
 #include "whtlm/tokenizer.hpp"
 #include "whtlm/train.hpp"
@@ -18,12 +19,12 @@ struct TrainArgs {
   ModelOptions model;
   ThreadsOption threads;
   DeviceOptions device;
-  std::string resume;
+  std::string resume, init;
   std::int64_t stop_after = 0;
   double tokens = 0;
   bool quiet = false;
   std::string on_nonfinite = "stop";
-  CLI::Option *on_nonfinite_opt = nullptr, *max_skips_opt = nullptr;
+  CLI::Option *on_nonfinite_opt = nullptr, *max_skips_opt = nullptr, *tokenizer_opt = nullptr;
 };
 
 void print_result(const TrainResult& r, const std::string& out) {
@@ -56,11 +57,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val-fraction", o.data.val_fraction, "Share of --data held out for validation")
       ->check(bounded(limits::val_fraction))
       ->capture_default_str();
-  cmd->add_option("--tokenizer", o.data.tokenizer,
-                  "How text is tokenized: byte, a tokenizer.json, or a folder with GPT-2's "
-                  "encoder.json + vocab.bpe; the vocabulary follows it unless --vocab is given. "
-                  "Checkpoints carry it as tokenizer.json")
-      ->capture_default_str();
+  a->tokenizer_opt =
+      cmd->add_option("--tokenizer", o.data.tokenizer,
+                      "How text is tokenized: byte, a tokenizer.json, or a folder with GPT-2's "
+                      "encoder.json + vocab.bpe; the vocabulary follows it unless --vocab is "
+                      "given. Checkpoints carry it as tokenizer.json (with --init: the "
+                      "checkpoint's, unless given)")
+          ->capture_default_str();
   cmd->add_option("--chunk-tokens", o.data.chunk_tokens,
                   "Granularity of the train/validation split, in tokens")
       ->check(bounded(limits::chunk_tokens))
@@ -111,6 +114,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--force", o.force,
                 "Start a new run in an --out folder that holds files: whtlm's own files there "
                 "are replaced, others left alone");
+  cmd->add_option("--init", a->init,
+                  "Start a new run from this checkpoint's (or run folder's) weights: the model "
+                  "is the checkpoint's, so --preset, --proj, --vocab, --layers, --d-model, "
+                  "--heads, --kv-heads and --scale-init are refused with it (`whtlm convert` "
+                  "changes the projection); the optimizer, step count and learning-rate "
+                  "schedule start fresh; its tokenizer is used unless --tokenizer is given. "
+                  "--resume of the new run continues from the run's own checkpoints");
   cmd->add_option("--resume", a->resume,
                   "Continue the run in this folder from its newest intact checkpoint (the run's "
                   "own options are used; only --stop-after, --quiet, --on-nonfinite and "
@@ -155,12 +165,26 @@ void add_train_command(CLI::App& app) {
     }
     TrainOptions opts = a->o;
     ModelOptions m = a->model;
-    if (m.vocab == 0) {  // the vocabulary follows the data's tokenizer
-      const int v = data::data_tokenizer(opts.data).vocab_size();
-      if (v != 256) m.vocab = v;
+    if (!a->init.empty()) {
+      // The model is the checkpoint's: an option that would shape another is refused
+      // rather than silently dropped.
+      for (const char* name : {"--preset", "--proj", "--vocab", "--layers", "--d-model", "--heads",
+                               "--kv-heads", "--scale-init"})
+        if (cmd->get_option(name)->count() > 0)
+          throw std::invalid_argument(std::string(name) + " cannot be given with --init: the " +
+                                      "model is the checkpoint's (to change its projection, " +
+                                      "`whtlm convert` it first)");
+      opts.model = read_config(a->init);
+      opts.init_from = a->init;
+      if (a->tokenizer_opt->count() == 0) opts.data.tokenizer = checkpoint_tokenizer(a->init);
+    } else {
+      if (m.vocab == 0) {  // the vocabulary follows the data's tokenizer
+        const int v = data::data_tokenizer(opts.data).vocab_size();
+        if (v != 256) m.vocab = v;
+      }
+      opts.model = model_from(m);
+      opts.preset = m.preset;
     }
-    opts.model = model_from(m);
-    opts.preset = m.preset;
     opts.threads = a->threads.count;
     opts.device = a->device.parsed_device();
     opts.precision = a->device.parsed_precision();

@@ -118,6 +118,11 @@ struct TrainOptions {
   std::string out;               // the run folder
   bool progress = true;          // progress line on stderr
   bool force = false;            // start in a folder that holds files (whtlm's own are replaced)
+  // A checkpoint or run folder whose weights a new run starts from instead of
+  // init_weights (its config.json must be `model`); the optimizer, step and schedule
+  // start fresh. Recorded in train_state.json; a resumed run reads its own checkpoint,
+  // never this one again.
+  std::string init_from;
 };
 
 struct TrainResult {

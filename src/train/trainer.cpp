@@ -33,7 +33,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-json options_to_json(const TrainOptions& o) {
+json option_fields(const TrainOptions& o) {
   return {{"config", json::parse(config_to_json(o.model))},
           {"preset", o.preset},
           {"data",
@@ -66,6 +66,12 @@ json options_to_json(const TrainOptions& o) {
           {"precision", precision_name(o.precision)},
           {"on_nonfinite", on_nonfinite_name(o.on_nonfinite)},
           {"max_skips", o.max_skips}};
+}
+
+json options_to_json(const TrainOptions& o) {
+  json j = option_fields(o);
+  if (!o.init_from.empty()) j["init_from"] = o.init_from;  // absent: init_weights
+  return j;
 }
 
 // The options a run was started with, every field checked against the bounds the
@@ -112,6 +118,7 @@ TrainOptions options_from_json(const io::JsonObject& j) {
   o.on_nonfinite = parsed("on_nonfinite", "stop", parse_on_nonfinite);
   o.scale_init = parsed("scale_init", "one", parse_scale_init);  // gamma = 1 before the option
   o.max_skips = j.integer<std::int64_t>("max_skips", limits::skip_limit, 100);
+  o.init_from = j.string("init_from", "");  // absent: the run started from init_weights
   return o;
 }
 
@@ -368,6 +375,17 @@ std::string nonfinite_report(Transformer& model, std::int64_t step, double loss,
   return s;
 }
 
+// The checkpoint a run starts from (--init): its model must be the run's, its files as
+// its checksums.json (if any) records them; checked before the model is allocated.
+void check_init_checkpoint(const TrainOptions& o) {
+  const ModelConfig c = read_config(o.init_from);
+  if (c != o.model)
+    throw std::invalid_argument("--init " + o.init_from + ": its model (" + describe(c) +
+                                ") is not the run's (" + describe(o.model) + ")");
+  verify_checkpoint_files(o.init_from);
+  check_weights_file(path_in(o.init_from, "model.safetensors"), ParamLayout(c));
+}
+
 // resume_from: the checkpoint to start from (nullptr: a fresh run).
 TrainResult run(TrainOptions o, Counters c, const CheckpointRecord* resume_from,
                 std::vector<CheckpointRecord> kept, std::int64_t stop_after) {
@@ -377,11 +395,17 @@ TrainResult run(TrainOptions o, Counters c, const CheckpointRecord* resume_from,
   const data::TokenSplit split = data::load_tokens(o.data);
   const std::string tokenizer_json = data::data_tokenizer(o.data).to_json();
 
+  if (resume_from == nullptr && !o.init_from.empty()) check_init_checkpoint(o);
   Transformer model(o.model, o.device, o.precision);
   model.check_training_memory(o.batch, o.seq);
   AdamW opt(model.layout(), o.adamw);
-  if (resume_from == nullptr) {
+  if (resume_from == nullptr && o.init_from.empty()) {
     model.init_weights(o.seed, o.scale_init);
+  } else if (resume_from == nullptr) {
+    // A new run (or one killed before its first checkpoint, started over) from another
+    // checkpoint's weights; a resumed run reads its own checkpoint below instead.
+    load_weights(path_in(o.init_from, "model.safetensors"), model.layout(), model.params().data());
+    model.upload_params();
   } else {
     const std::string from = path_in(o.out, resume_from->path);
     const auto m1 =
@@ -671,6 +695,7 @@ void check_new_run_folder(const TrainOptions& o) {
 TrainResult train_until(const TrainOptions& options, std::int64_t stop_after) {
   check_options(options);
   total_steps(options);  // a length that is no run at all is refused before any file
+  if (!options.init_from.empty()) check_init_checkpoint(options);
   check_new_run_folder(options);
   std::error_code ec;
   const bool created = !fs::exists(options.out, ec);
