@@ -2,7 +2,7 @@
 // pass on random tokens, and saves tokens, targets, logits, loss and every
 // parameter's gradient to CASE.safetensors, for tests/reference/compare_with_torch.py
 // to check against an independent PyTorch implementation.
-//   model_dump FAMILY PROJECTION D_MODEL OUT_DIR
+//   model_dump FAMILY PROJECTION D_MODEL OUT_DIR [VOCAB (default 61)]
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -16,8 +16,9 @@
 #include "whtlm/transformer.hpp"
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: model_dump gpt2|llama dense|wht|identity D_MODEL OUT_DIR\n");
+  if (argc != 5 && argc != 6) {
+    std::fprintf(stderr,
+                 "usage: model_dump gpt2|llama dense|wht|identity D_MODEL OUT_DIR [VOCAB]\n");
     return 2;
   }
   try {
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
     c.n_layer = 2;
     c.n_head = 4;
     c.n_kv_head = c.family == Family::llama ? 2 : 4;  // grouped-query attention in llama
-    c.vocab_size = 61;
+    c.vocab_size = argc == 6 ? std::stoi(argv[5]) : 61;
     c.max_seq = 80;
     c.d_ff = c.family == Family::llama ? 3 * c.d_model / 2 : 0;
     const std::string dir = argv[4];

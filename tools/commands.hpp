@@ -20,11 +20,14 @@ void add_params_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_init_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_report_command(CLI::App& app);
+void add_export_command(CLI::App& app);
+void add_import_command(CLI::App& app);
 
 // The command line as typed (recorded by experiments and reports); main() sets it.
 void set_command_line(int argc, char** argv);

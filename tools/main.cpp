@@ -51,11 +51,14 @@ int main(int argc, char** argv) {
   whtlm::cli::add_train_command(app);
   whtlm::cli::add_eval_command(app);
   whtlm::cli::add_init_command(app);
+  whtlm::cli::add_convert_command(app);
   whtlm::cli::add_generate_command(app);
   whtlm::cli::add_tokenizer_command(app);
   whtlm::cli::add_experiment_command(app);
   whtlm::cli::add_data_command(app);
   whtlm::cli::add_report_command(app);
+  whtlm::cli::add_export_command(app);
+  whtlm::cli::add_import_command(app);
   // CLI11 says only "A subcommand is required" for a misspelt one; name it.
   if (argc > 1 && argv[1][0] != '-' &&
       app.get_subcommands([&](CLI::App* c) { return c->check_name(argv[1]); }).empty()) {

@@ -113,6 +113,8 @@ class Tokenizer {
   // Number of ids: tokens 0..vocab_size()-1, special tokens included.
   int vocab_size() const;
   std::size_t num_merges() const;
+  // The merges in rank order: pairs (left id, right id).
+  const std::vector<std::pair<std::int32_t, std::int32_t>>& merges() const;
   // True for the byte tokenizer (256 single bytes in byte order, no merges, no specials).
   bool is_bytes() const;
   // The id of <|endoftext|> if it is a special token.

@@ -202,6 +202,9 @@ class Spec:
     rope_theta: float
     proj: str
     tie: bool
+    # llama: Hugging Face's attention_bias, a bias on q, k, v and o alike (how a folded
+    # wht model's beta travels in the Hugging Face layout).
+    attn_bias: bool = False
 
 
 def _need(config: dict, key: str, where: str, kind=int):
@@ -245,8 +248,11 @@ def spec_from_config(config: dict, where: str = "config.json") -> Spec:
         act = config.get("hidden_act", "silu")
         if act != "silu":
             raise FormatError(f"{where}: hidden_act {act!r} is not supported (silu only)")
-        if config.get("attention_bias") or config.get("mlp_bias"):
-            raise FormatError(f"{where}: attention_bias / mlp_bias are not supported")
+        if config.get("mlp_bias"):
+            raise FormatError(f"{where}: mlp_bias is not supported")
+        attn_bias = bool(config.get("attention_bias", False))
+        if attn_bias and proj != "dense":
+            raise FormatError(f"{where}: attention_bias needs a dense o_proj")
         spec = Spec(
             family="llama",
             vocab=_need(config, "vocab_size", where),
@@ -261,6 +267,7 @@ def spec_from_config(config: dict, where: str = "config.json") -> Spec:
             rope_theta=float(config.get("rope_theta", 10000.0)),
             proj=proj,
             tie=bool(config.get("tie_word_embeddings", False)),
+            attn_bias=attn_bias,
         )
         if hd % 2:
             raise FormatError(f"{where}: head_dim {hd} must be even for RoPE")
@@ -366,6 +373,11 @@ def parameter_shapes(spec: Spec) -> "OrderedDict[str, Tuple[int, ...]]":
             s[p + "self_attn.q_proj.weight"] = (qd, d)
             s[p + "self_attn.k_proj.weight"] = (kvd, d)
             s[p + "self_attn.v_proj.weight"] = (kvd, d)
+            if spec.attn_bias:
+                s[p + "self_attn.q_proj.bias"] = (qd,)
+                s[p + "self_attn.k_proj.bias"] = (kvd,)
+                s[p + "self_attn.v_proj.bias"] = (kvd,)
+                s[p + "self_attn.o_proj.bias"] = (d,)
             if spec.proj == "dense":
                 s[p + "self_attn.o_proj.weight"] = (d, qd)
             elif spec.proj == "wht":
@@ -765,10 +777,14 @@ class TransformerLM:
             t = self._wht(a)
             return t * P[prefix + ".scale"] + P[prefix + ".bias"]
         if self.spec.family == "llama":
-            return self._linear(a, P[prefix + ".weight"])
+            return self._linear(a, P[prefix + ".weight"], self._bias(prefix))
         return self._conv1d(a, P[prefix + ".weight"], P[prefix + ".bias"])
 
     # -- forward --------------------------------------------------------------------
+
+    def _bias(self, prefix: str) -> Optional[torch.Tensor]:
+        """llama's attention_bias: the bias of q/k/v/o_proj, else None."""
+        return self.params[prefix + ".bias"] if self.spec.attn_bias else None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] (int64) -> logits [B, T, V]."""
@@ -790,9 +806,12 @@ class TransformerLM:
         for i in range(sp.layers):
             p = f"model.layers.{i}."
             h = self._rmsnorm(x, P[p + "input_layernorm.weight"])
-            q = self._linear(h, P[p + "self_attn.q_proj.weight"]).view(B, T, H, hd).transpose(1, 2)
-            k = self._linear(h, P[p + "self_attn.k_proj.weight"]).view(B, T, KV, hd).transpose(1, 2)
-            v = self._linear(h, P[p + "self_attn.v_proj.weight"]).view(B, T, KV, hd).transpose(1, 2)
+            q = self._linear(h, P[p + "self_attn.q_proj.weight"], self._bias(p + "self_attn.q_proj"))
+            q = q.view(B, T, H, hd).transpose(1, 2)
+            k = self._linear(h, P[p + "self_attn.k_proj.weight"], self._bias(p + "self_attn.k_proj"))
+            k = k.view(B, T, KV, hd).transpose(1, 2)
+            v = self._linear(h, P[p + "self_attn.v_proj.weight"], self._bias(p + "self_attn.v_proj"))
+            v = v.view(B, T, KV, hd).transpose(1, 2)
             q = q * cos + self._rotate_half(q) * sin
             k = k * cos + self._rotate_half(k) * sin
             a = self._attention(q, k, v)

@@ -458,6 +458,9 @@ Tokenizer Tokenizer::from_parts(std::vector<std::string> tokens,
 
 int Tokenizer::vocab_size() const { return static_cast<int>(impl_->tokens.size()); }
 std::size_t Tokenizer::num_merges() const { return impl_->merges.size(); }
+const std::vector<std::pair<std::int32_t, std::int32_t>>& Tokenizer::merges() const {
+  return impl_->merges;
+}
 bool Tokenizer::is_bytes() const { return impl_->bytes_only; }
 const std::vector<SpecialToken>& Tokenizer::special_tokens() const { return impl_->specials; }
 
