@@ -1052,3 +1052,94 @@ given 'fixture run; json_set run/train_state.json step 1e999'
 hcase report-state-1e999 error train_state.json step -- whtlm report run --out out
 given 'fixture exp; truncate_to exp/experiment.json 50'
 hcase report-experiment-json-truncated error experiment.json -- whtlm report exp --out out
+
+# ==== export, import, convert (docs/interop.md) =====================================
+# A refused command leaves no output: no file, folder or temporary file beside it
+# (no_output lists what the case folder may hold afterwards).
+group interop
+EXG=(export ck-llama --to gguf --out m.gguf)
+given 'fixture ck-llama'
+check 'head -c 4 m.gguf | grep -q GGUF'
+hcase export-gguf-ok ok -- whtlm "${EXG[@]}" --type q8_0
+given 'fixture ck-gpt2'
+check '[ -s hf/config.json ] && [ -s hf/model.safetensors ]'
+hcase export-hf-ok ok -- whtlm export ck-gpt2 --to hf --type bf16 --out hf
+given 'fixture ck-llama; flip_byte ck-llama/model.safetensors -100'
+check 'no_output ck-llama'
+hcase export-model-flipped error model.safetensors -- whtlm "${EXG[@]}"
+given 'fixture ck-llama; truncate_to ck-llama/model.safetensors 200000; rm ck-llama/checksums.json'
+check 'no_output ck-llama'
+hcase export-hf-model-truncated error model.safetensors -- whtlm export ck-llama --to hf --out hf
+given 'fixture ck-llama; rm ck-llama/config.json'
+check 'no_output ck-llama'
+hcase export-config-missing error config.json -- whtlm "${EXG[@]}"
+given 'fixture ck-llama; mkdir m.gguf; echo "mine" >m.gguf/notes.txt'
+check 'no_output ck-llama m.gguf && [ -z "$(ls -A m.gguf | grep -v notes.txt)" ]'
+hcase export-gguf-out-dir error --out m.gguf -- whtlm "${EXG[@]}"
+given 'fixture ck-llama; echo "mine" >m.gguf'
+check 'no_output ck-llama m.gguf'
+hcase export-gguf-out-existing error --out m.gguf -- whtlm "${EXG[@]}"
+given 'fixture ck-llama; echo "mine" >m.gguf'
+allow m.gguf
+check 'head -c 4 m.gguf | grep -q GGUF && no_output ck-llama m.gguf'
+hcase export-gguf-out-force ok -- whtlm "${EXG[@]}" --force
+given 'fixture ck-llama'
+check 'no_output ck-llama'
+hcase export-hf-q8_0 error --type q8_0 -- whtlm export ck-llama --to hf --type q8_0 --out hf
+given 'fixture ck-llama'
+check 'no_output ck-llama'
+hcase export-gguf-keep-wht error --keep-wht -- whtlm "${EXG[@]}" --keep-wht
+given 'fixture ck-tok; rm ck-tok/tokenizer.json ck-tok/checksums.json'
+check 'no_output ck-tok'
+hcase export-gguf-no-tokenizer error ck-tok -- whtlm export ck-tok --to gguf --out m.gguf
+# Import: a GGUF file (m.gguf, exported in the case's setup) or a Hugging Face folder (hf/).
+GGUF_SETUP='fixture ck-llama; whtlm export ck-llama --to gguf --out m.gguf >/dev/null 2>&1'
+HF_SETUP='fixture ck-llama; whtlm export ck-llama --to hf --out hf >/dev/null 2>&1'
+given "$GGUF_SETUP"
+check '[ -s r/model.safetensors ] && [ -s r/config.json ]'
+hcase import-gguf-ok ok -- whtlm import m.gguf --out r
+given "$HF_SETUP"
+check '[ -s r/model.safetensors ] && [ -s r/config.json ]'
+hcase import-hf-ok ok -- whtlm import hf --out r
+given "$GGUF_SETUP; truncate_to m.gguf 5000"
+check 'no_output ck-llama m.gguf'
+hcase import-gguf-truncated error m.gguf -- whtlm import m.gguf --out r
+given ': >m.gguf'
+check 'no_output m.gguf'
+hcase import-gguf-empty error m.gguf -- whtlm import m.gguf --out r
+given "$GGUF_SETUP; bin_replace m.gguf 'GGUF\x03\x00\x00\x00' 'GGUF\x02\x00\x00\x00'"
+check 'no_output ck-llama m.gguf'
+hcase import-gguf-version-2 error m.gguf version -- whtlm import m.gguf --out r
+# "bloom": an architecture llama.cpp knows and whtlm does not import (5 bytes, as "llama").
+given "$GGUF_SETUP; bin_replace m.gguf '\x05\x00\x00\x00\x00\x00\x00\x00llama' '\x05\x00\x00\x00\x00\x00\x00\x00bloom'"
+check 'no_output ck-llama m.gguf'
+hcase import-gguf-arch-bloom error m.gguf general.architecture bloom -- whtlm import m.gguf --out r
+given "$HF_SETUP; rm hf/config.json"
+check 'no_output ck-llama hf'
+hcase import-hf-no-config error config.json -- whtlm import hf --out r
+given 'mkdir hf; echo "mine" >hf/notes.txt'
+check 'no_output hf'
+hcase import-dir-no-model error hf -- whtlm import hf --out r
+# An index whose shard is outside the folder, there to be read: refused, not read.
+given "$HF_SETUP; mv hf/model.safetensors x; echo '{\"metadata\": {}, \"weight_map\": {\"model.norm.weight\": \"../x\"}}' >hf/model.safetensors.index.json"
+check 'no_output ck-llama hf x'
+hcase import-hf-shard-dotdot error model.safetensors.index.json ../x -- whtlm import hf --out r
+given 'mkfifo m.gguf'
+limit 20
+check 'no_output m.gguf'
+hcase import-fifo error m.gguf -- whtlm import m.gguf --out r
+check 'no_output'
+hcase import-devzero error /dev/zero -- whtlm import /dev/zero --out r
+hcase import-missing error nothere.gguf -- whtlm import nothere.gguf --out r
+given "$GGUF_SETUP; fixture ck-gpt2"
+check 'no_output ck-llama m.gguf ck-gpt2'
+hcase import-out-onto-ckpt error --out ck-gpt2 -- whtlm import m.gguf --out ck-gpt2
+# Convert: a dense checkpoint only.
+given 'fixture ck-llama'
+check '[ -s c/model.safetensors ] && [ "$(json_get c/config.json attn_output_projection)" = "\"wht\"" ]'
+hcase convert-ok ok -- whtlm convert ck-llama --proj wht --out c
+given 'whtlm init --preset tiny --layers 1 --d-model 64 --heads 2 --proj wht --out ck-wht >/dev/null 2>&1'
+check 'no_output ck-wht'
+hcase convert-not-dense error ck-wht wht -- whtlm convert ck-wht --proj identity --out c
+check 'no_output'
+hcase convert-missing error nothere -- whtlm convert nothere --proj wht --out c

@@ -292,3 +292,30 @@ for kind, count in (("train", n), ("val", 2)):
             f.write(struct.pack("<%dH" % len(toks), *toks))
 PYEOF
 }
+
+# bin_replace FILE OLD NEW: replace the first occurrence of the bytes OLD by NEW, in place
+# (Python bytes-literal escapes: '\x02\x00'); both of one length, so every offset stays.
+bin_replace() {
+  "$PY" - "$@" <<'PYEOF'
+import sys
+path = sys.argv[1]
+old, new = (s.encode("latin-1").decode("unicode_escape").encode("latin-1") for s in sys.argv[2:4])
+assert len(old) == len(new), "bin_replace: OLD and NEW differ in length"
+raw = open(path, "rb").read()
+at = raw.find(old)
+assert at >= 0, "bin_replace: OLD not in " + path
+open(path, "wb").write(raw[:at] + new + raw[at + len(old):])
+PYEOF
+}
+
+# no_output NAME...: the case folder's top level holds nothing but small.txt, val.txt and
+# the NAMEs (hidden entries too): a refused command left no output, partial file or
+# temporary file (FILE.tmp.PID.N) beside it.
+no_output() {
+  local e
+  while IFS= read -r e; do
+    case " small.txt val.txt $* " in *" $e "*) continue ;; esac
+    echo "left behind: $e" >&2
+    return 1
+  done < <(ls -A)
+}
